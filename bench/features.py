@@ -1,0 +1,151 @@
+"""Batched feature extraction with an on-disk fp16 cache that resumes after an interruption.
+
+A cache entry is keyed by everything that changes the numbers: encoder identity (name, weights
+hash, preprocessing), dataset identity (files), split, transform and the requested outputs. It is
+written in shards (`part-NNNNN.safetensors`, each atomic) and sealed by `index.json`; a run that
+dies midway keeps its finished shards and the next run extracts only the rest.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from bench.encoders.base import Encoder, EncoderOutput
+from bench.io import atomic_path, write_json
+from bench.paths import cache_root
+
+OUTPUTS = ("cls", "avgpool", "patches")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which features to keep: per block (last `n_last_blocks`), stacked on dim 1."""
+
+    outputs: tuple[str, ...] = ("cls",)
+    n_last_blocks: int = 1
+
+    def __post_init__(self) -> None:
+        bad = set(self.outputs) - set(OUTPUTS)
+        if bad:
+            raise ValueError(f"unknown feature outputs {sorted(bad)}; choose from {OUTPUTS}")
+
+
+def select_features(out: EncoderOutput, spec: FeatureSpec) -> dict[str, torch.Tensor]:
+    blocks = out.blocks[-spec.n_last_blocks:]
+    feats: dict[str, torch.Tensor] = {}
+    if "cls" in spec.outputs:
+        feats["cls"] = torch.stack([b.cls for b in blocks], 1)  # (B, L, D)
+    if "avgpool" in spec.outputs:
+        feats["avgpool"] = torch.stack([b.patches.mean(dim=(1, 2)) for b in blocks], 1)  # (B, L, D)
+    if "patches" in spec.outputs:
+        feats["patches"] = torch.stack([b.patches for b in blocks], 1)  # (B, L, h, w, D)
+    return feats
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on GPU (what the reference evals use); exact fp32 on CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass
+class Extractor:
+    encoder: Encoder
+    device: torch.device = field(default_factory=lambda: resolve_device("auto"))
+    batch_size: int = 64
+    num_workers: int = 1
+
+    @torch.inference_mode()
+    def run(self, dataset: Dataset, spec: FeatureSpec, *, desc: str = "extract",
+            on_batch: Callable[[dict[str, torch.Tensor]], None] | None = None,
+            progress: bool = True) -> dict[str, torch.Tensor]:
+        """Extract features for a whole dataset (fp16, on the CPU), in dataset order."""
+        self.encoder.to(self.device)
+        loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False,
+                            num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
+                            persistent_workers=False, prefetch_factor=4 if self.num_workers else None)
+        chunks: dict[str, list[torch.Tensor]] = {}
+        for images, *_ in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+            with autocast_for(self.device):
+                out = self.encoder(images.to(self.device, non_blocking=True), n_last_blocks=spec.n_last_blocks)
+            feats = {k: v.to("cpu", torch.float16) for k, v in select_features(out, spec).items()}
+            if on_batch:
+                on_batch(feats)
+            for k, v in feats.items():
+                chunks.setdefault(k, []).append(v)
+        return {k: torch.cat(v) for k, v in chunks.items()}
+
+
+@dataclass
+class CacheStats:
+    extracted: int = 0  # images run through the encoder
+    reused: int = 0  # images read back from the cache
+    seconds: float = 0.0
+
+
+class FeatureCache:
+    def __init__(self, root: str | Path | None = None, shard_size: int = 1024):
+        self.root = Path(root) if root else cache_root() / "features"
+        self.shard_size = shard_size
+        self.stats = CacheStats()
+
+    @staticmethod
+    def key(encoder: Encoder, dataset_identity: dict, transform: str, spec: FeatureSpec) -> tuple[str, dict]:
+        desc = {"encoder": encoder.identity(), "dataset": dataset_identity, "transform": transform,
+                "spec": asdict(spec), "format": 1}
+        digest = hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:24]
+        return digest, desc
+
+    def entry_dir(self, encoder: Encoder, dataset_identity: dict, transform: str, spec: FeatureSpec) -> Path:
+        digest, _ = self.key(encoder, dataset_identity, transform, spec)
+        return self.root / encoder.name.replace("/", "_") / digest
+
+    def get_or_extract(self, extractor: Extractor, dataset: Dataset, *, identity: dict, transform: str,
+                       spec: FeatureSpec, desc: str = "extract", progress: bool = True) -> dict[str, torch.Tensor]:
+        t0 = time.perf_counter()
+        digest, meta = self.key(extractor.encoder, identity, transform, spec)
+        folder = self.root / extractor.encoder.name.replace("/", "_") / digest
+        index = folder / "index.json"
+        n = len(dataset)
+        shards = [(s, min(s + self.shard_size, n)) for s in range(0, n, self.shard_size)]
+        if not index.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json(folder / "key.json", meta)
+            todo = [(i, s, e) for i, (s, e) in enumerate(shards) if not (folder / f"part-{i:05d}.safetensors").exists()]
+            self.stats.reused += n - sum(e - s for _, s, e in todo)
+            bar = tqdm(total=sum(e - s for _, s, e in todo), desc=desc, unit="img", disable=not progress, leave=False)
+            for i, s, e in todo:
+                feats = extractor.run(Subset(dataset, range(s, e)), spec, progress=False,
+                                      on_batch=lambda f: bar.update(next(iter(f.values())).shape[0]))
+                with atomic_path(folder / f"part-{i:05d}.safetensors") as tmp:
+                    save_file({k: v.contiguous() for k, v in feats.items()}, str(tmp))
+                self.stats.extracted += e - s
+            bar.close()
+            write_json(index, {"n": n, "shards": len(shards), "spec": asdict(spec)})
+        else:
+            self.stats.reused += n
+        parts = [load_file(str(folder / f"part-{i:05d}.safetensors")) for i in range(len(shards))]
+        self.stats.seconds += time.perf_counter() - t0
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def default_num_workers() -> int:
+    return 1 if (os.cpu_count() or 1) <= 4 else min(8, (os.cpu_count() or 2) // 2)

@@ -1,0 +1,157 @@
+"""MLflow tracking: one parent run per `bench run`, one child run per (encoder, task).
+
+Every metric's direction is stored as a tag (`bench.dir.<metric>` = higher|lower) so the tidy
+results can be read back from the store alone, without downloading artifacts.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator
+
+from bench import __version__
+from bench.paths import artifact_root, tracking_uri
+
+EXPERIMENT = "spatialboost-bench"
+KIND_TAG = "bench.kind"
+DIR_TAG = "bench.dir."
+MAX_PARAM = 500
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=Path(__file__).parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha, dirty = "", ""
+    return f"{__version__}+{sha}{'.dirty' if dirty else ''}" if sha else __version__
+
+
+def _client():
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+def _experiment_id(client) -> str:
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    if exp is not None:
+        return exp.experiment_id
+    local = tracking_uri().startswith("sqlite:") or tracking_uri().startswith("file:")
+    return client.create_experiment(EXPERIMENT, artifact_location=artifact_root() if local else None)
+
+
+def _params(params: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v)[:MAX_PARAM] for k, v in params.items() if v is not None}
+
+
+@dataclass
+class RunHandle:
+    client: Any
+    run_id: str
+
+    def log_params(self, **params: Any) -> None:
+        from mlflow.entities import Param
+
+        existing = self.client.get_run(self.run_id).data.params
+        fresh = [Param(k, v) for k, v in _params(params).items() if k not in existing]
+        if fresh:
+            self.client.log_batch(self.run_id, params=fresh)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        import time
+
+        from mlflow.entities import Metric as MlMetric
+
+        ts = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[MlMetric(k, float(v), ts, step or 0) for k, v in metrics.items()])
+
+    def set_tags(self, **tags: Any) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_json(self, name: str, obj: Any, folder: str | None = None) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+            self.client.log_artifact(self.run_id, str(path), folder)
+
+    def log_text(self, name: str, text: str, folder: str | None = None) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            path.write_text(text)
+            self.client.log_artifact(self.run_id, str(path), folder)
+
+    def log_file(self, path: str | Path, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+
+class Tracker:
+    def __init__(self) -> None:
+        self.client = _client()
+        self.experiment_id = _experiment_id(self.client)
+
+    @contextmanager
+    def run(self, name: str, *, parent: RunHandle | None = None, tags: dict[str, Any] | None = None,
+            params: dict[str, Any] | None = None) -> Iterator[RunHandle]:
+        all_tags = {k: str(v) for k, v in (tags or {}).items()}
+        if parent is not None:
+            all_tags["mlflow.parentRunId"] = parent.run_id
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        handle = RunHandle(self.client, run.info.run_id)
+        if params:
+            handle.log_params(**params)
+        try:
+            yield handle
+        except BaseException as exc:
+            self.client.set_terminated(handle.run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            raise
+        self.client.set_terminated(handle.run_id, "FINISHED")
+
+
+RESULT_COLUMNS = ["encoder", "task", "metric", "value", "higher_is_better", "protocol", "seed", "run_id",
+                  "parent_run_id", "start_time"]
+
+
+def read_results(only_latest: bool = False):
+    """Tidy results (one row per metric) of every finished task run in the store."""
+    import pandas as pd
+
+    client = _client()
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    rows: list[dict[str, Any]] = []
+    if exp is not None:
+        token = None
+        while True:
+            page = client.search_runs([exp.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'task' "
+                                      "and attributes.status = 'FINISHED'", max_results=1000, page_token=token)
+            for run in page:
+                p, t = run.data.params, run.data.tags
+                for metric, value in run.data.metrics.items():
+                    direction = t.get(DIR_TAG + metric)
+                    rows.append({
+                        "encoder": p.get("encoder"), "task": p.get("task"), "metric": metric, "value": value,
+                        "higher_is_better": None if direction is None else direction == "higher",
+                        "protocol": t.get("bench.protocol", ""), "seed": int(p.get("seed", 0)),
+                        "run_id": run.info.run_id, "parent_run_id": t.get("mlflow.parentRunId", ""),
+                        "start_time": run.info.start_time,
+                    })
+            token = page.token
+            if not token:
+                break
+    df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    if only_latest and not df.empty:
+        df = df.sort_values("start_time").drop_duplicates(["encoder", "task", "metric", "seed"], keep="last")
+    return df.sort_values(["task", "encoder", "metric"]).reset_index(drop=True)

@@ -1,0 +1,1 @@
+"""The loops that run tasks for encoders: extract -> fit -> evaluate -> log."""

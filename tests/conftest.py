@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+# Tests never touch the user's work directory or a remote tracking server.
+os.environ.setdefault("BENCH_SYNTH_PRESET", "tiny")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from bench.encoders.base import BlockOutput, Encoder, EncoderOutput, Preprocess  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory, monkeypatch, request):
+    """Each test module gets its own BENCH_HOME (data, cache, MLflow store) unless it shares one."""
+    if "shared_home" in request.fixturenames:
+        return
+    home = tmp_path_factory.mktemp("bench_home")
+    monkeypatch.setenv("BENCH_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("BENCH_DATA", raising=False)
+
+
+class CountingEncoder(Encoder):
+    """A deterministic toy encoder (mean colour per patch -> linear map) that counts its forwards."""
+
+    backend = "test"
+
+    def __init__(self, dim: int = 8, patch: int = 8, resolution: int = 32, blocks: int = 4):
+        super().__init__()
+        self.name, self.embed_dim, self.num_blocks = "counting", dim, blocks
+        self.preprocess = Preprocess(resolution, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), patch)
+        self.weights_id, self.random_init = "test-fixed", True
+        g = torch.Generator().manual_seed(0)
+        self.proj = nn.Parameter(torch.randn(blocks, 3, dim, generator=g))
+        self.images_seen = 0
+
+    def _forward(self, images, n_last_blocks):
+        self.images_seen += images.shape[0]
+        p = self.preprocess.patch_size
+        pooled = nn.functional.avg_pool2d(images, p).permute(0, 2, 3, 1)  # (B, h, w, 3)
+        blocks = []
+        for i in range(self.num_blocks - n_last_blocks, self.num_blocks):
+            patches = torch.tanh(pooled @ self.proj[i])
+            blocks.append(BlockOutput(cls=patches.mean(dim=(1, 2)), patches=patches))
+        return EncoderOutput(cls=blocks[-1].cls, patches=blocks[-1].patches, blocks=blocks)
+
+
+@pytest.fixture
+def counting_encoder():
+    return CountingEncoder()
+
+
+def write_image_folder(root: Path, per_class: dict[str, int], size=(40, 40), seed=0) -> Path:
+    """ImageFolder of solid-ish colour images: each class its own colour, plus noise."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    palette = [(220, 30, 30), (30, 200, 40), (30, 40, 220), (230, 220, 30), (200, 40, 200)]
+    for split, scale in (("train", 1), ("val", 1)):
+        for ci, (cls, n) in enumerate(per_class.items()):
+            folder = root / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n * scale):
+                arr = np.clip(np.array(palette[ci % len(palette)]) + rng.normal(0, 25, (*size[::-1], 3)), 0, 255)
+                Image.fromarray(arr.astype("uint8")).save(folder / f"{split}_{i:04d}.JPEG", quality=95)
+    return root
