@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     perf = sub.add_parser("perf", help="performance benchmark (prints ratios against targets)")
     perf.add_argument("--quick", action="store_true", help="smaller sizes (for CI)")
     perf.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    perf.add_argument("--only", action="append", help="run only these cases (by name)")
     perf.set_defaults(fn=cmd_perf)
     return p
 
