@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -103,10 +104,14 @@ def _run_one(tracker, parent, task: Task, root: Path, encoder, cfg: RunConfig, d
             **{DIR_TAG + m.name: m.direction for m in task.metrics}}
     print(f"[{encoder.label}] {task.name} ...", file=out, flush=True)
     t0 = time.perf_counter()
-    with tracker.run(f"{encoder.name}/{task.name}", parent=parent, tags=tags, params=params) as run:
+    with tracker.run(f"{encoder.name}/{task.name}", parent=parent, tags=tags, params=params) as run, \
+            tempfile.TemporaryDirectory(prefix="bench-artifacts-") as artifacts:
         extractor = Extractor(encoder, device=device, batch_size=cfg.batch_size, num_workers=workers)
-        ctx = TaskContext(encoder, device, cfg.seed, cache, extractor, run=run, progress=cfg.progress)
+        ctx = TaskContext(encoder, device, cfg.seed, cache, extractor, run=run, progress=cfg.progress,
+                          artifacts_dir=Path(artifacts))
         metrics = task.evaluate(ctx, root)
+        if any(Path(artifacts).iterdir()):
+            run.client.log_artifacts(run.run_id, artifacts)
         unknown = set(metrics) - {m.name for m in task.metrics}
         if unknown:
             raise BenchError(f"task {task.name} returned undeclared metrics {sorted(unknown)}")

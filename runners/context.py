@@ -36,8 +36,16 @@ class TaskContext:
             self.run.log_params(**params)
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
+        """Log a file now. Files written into `artifacts_dir` are logged when the task ends."""
         if self.run is not None:
             self.run.log_file(path, folder)
+
+    def artifact_path(self, name: str) -> Path:
+        """Where to write an artifact (picture, JSON) that should land in the run's artifacts."""
+        assert self.artifacts_dir is not None, "artifact_path needs a run (set artifacts_dir)"
+        path = self.artifacts_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
 
     def generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed)

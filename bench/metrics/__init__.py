@@ -1,0 +1,1 @@
+"""Metrics, each paired with its direction (higher or lower is better)."""
