@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
+
+
+# Modules exposing `add_subcommands(subparsers)`; each sets `fn` on its parsers. Keep their imports light.
+PLUGIN_COMMANDS = ("bench.spatialboost.cli", "leaderboard.cli")
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -151,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     perf.add_argument("--only", action="append", help="run only these cases (by name)")
     perf.set_defaults(fn=cmd_perf)
+
+    for module in PLUGIN_COMMANDS:  # areas that add their own subcommands (trainer, tables, leaderboard)
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.add_subcommands(sub)
     return p
 
 
