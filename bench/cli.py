@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name != module:
+            if not module.startswith(exc.name or "\0"):
                 raise
             continue
         mod.add_subcommands(sub)
