@@ -36,7 +36,11 @@ def code_version() -> str:
 
 
 def _client():
+    import logging
+
     import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # no store-migration chatter on every command
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri()

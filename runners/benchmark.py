@@ -72,10 +72,10 @@ def run_benchmark(cfg: RunConfig, out=sys.stdout) -> list[dict]:
 
     device = resolve_device(cfg.device)
     workers = default_num_workers() if cfg.num_workers < 0 else cfg.num_workers
+    encoders = {name: load_encoder(name, cfg.weights.get(name), seed=cfg.seed) for name in cfg.encoders}
     cache = FeatureCache()
     tracker = Tracker()
     results: list[dict] = []
-    encoders = {name: load_encoder(name, cfg.weights.get(name), seed=cfg.seed) for name in cfg.encoders}
     resolved = OmegaConf.to_yaml(OmegaConf.create({**asdict(cfg), "device": str(device), "num_workers": workers,
                                                    "synth_preset": synth_preset(), "code_version": code_version()}))
     with tracker.run(f"bench run {time.strftime('%Y-%m-%d %H:%M:%S')}", tags={KIND_TAG: "benchmark"},

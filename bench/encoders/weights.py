@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from bench.errors import BenchError
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -36,7 +38,7 @@ GATED_FAMILIES = ("dinov3",)  # licence must be accepted on the hub before downl
 _CONTAINER_KEYS = ("state_dict", "model", "module", "model_state", "teacher")
 
 
-class MissingWeightsError(RuntimeError):
+class MissingWeightsError(BenchError):
     """Pretrained weights are not available locally; the message says how to provide them."""
 
 
