@@ -1,0 +1,419 @@
+"""Generate a synthetic dataset and write it in the native layouts of real benchmarks.
+
+See docs/synthetic_data.md for the layouts and conventions.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import pickle
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import catalog
+from .gl import select_gl_backend
+from .presets import Preset, get_preset
+from .writers import Sink, dumps_json, encode_depth_png, encode_jpeg, encode_png, fmt_matrix, write_atomic
+
+log = logging.getLogger(__name__)
+
+VERSION = "1.0.0"
+LAYOUT_DIRS = ("scenes", "nyu", "ade", "cls", "retrieval")
+
+# retrieval labels of a database view w.r.t. the query's object instance
+EASY_VIS, EASY_MIN_PX, EASY_LARGE_FRAC = 0.5, 1500, 0.08
+HARD_VIS, HARD_MIN_PX = 0.15, 400
+QUERY_VIS, QUERY_MIN_PX, QUERY_MIN_SIDE = 0.7, 3000, 40
+
+
+def default_root(preset: str) -> Path:
+    return Path(os.environ.get("BENCH_HOME", ".bench")) / "data" / f"synth-{preset}"
+
+
+def _is_val(p: Preset, scene_idx: int) -> bool:
+    return scene_idx % p.val_every == p.val_every - 1
+
+
+def _r(x, nd: int = 6):
+    """Round floats (recursively) for JSON."""
+    if isinstance(x, (list, tuple)):
+        return [_r(v, nd) for v in x]
+    if isinstance(x, np.ndarray):
+        return _r(x.tolist(), nd)
+    if isinstance(x, (float, np.floating)):
+        return round(float(x), nd)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+# --------------------------------------------------------------------------------------------------
+# per-view statistics
+
+
+def _truncation(obj: catalog.ObjectSpec, w2c: np.ndarray, K: np.ndarray, W: int, H: int) -> float:
+    """Fraction of the object's projected 3D-box rectangle that lies inside the image."""
+    c = obj.box_corners() @ w2c[:3, :3].T + w2c[:3, 3]
+    if np.any(c[:, 2] <= 0.05):
+        return 0.3 if np.any(c[:, 2] > 0.05) else 0.0  # partly behind the camera
+    uv = (c @ K.T)[:, :2] / c[:, 2:3]
+    x1, y1 = uv.min(0)
+    x2, y2 = uv.max(0)
+    full = max((x2 - x1) * (y2 - y1), 1e-9)
+    cx1, cy1, cx2, cy2 = max(x1, -0.5), max(y1, -0.5), min(x2, W - 0.5), min(y2, H - 0.5)
+    inside = max(cx2 - cx1, 0.0) * max(cy2 - cy1, 0.0)
+    return float(min(1.0, inside / full))
+
+
+def view_stats(view, scene, pose: np.ndarray, K: np.ndarray) -> dict[int, dict]:
+    """Per visible instance: pixels, 2D box [x1, y1, x2, y2] (inclusive), occlusion and visibility ratios."""
+    H, W = view.instance.shape
+    w2c = np.linalg.inv(pose)
+    objs = {o.instance_id: o for o in scene.objects}
+    inst = view.instance
+    ids, counts = np.unique(inst, return_counts=True)
+    out = {}
+    for iid, n in zip(ids.tolist(), counts.tolist()):
+        if iid == 0:
+            continue
+        mask = inst == iid
+        ys, xs = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        amodal = view.amodal_px.get(iid, float(n))
+        occ = float(min(1.0, n / max(amodal, 1.0)))
+        trunc = _truncation(objs[iid], w2c, K, W, H)
+        out[iid] = {"instance_id": iid, "pixels": int(n),
+                    "bbox": [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())],
+                    "unoccluded": round(occ, 4), "in_frame": round(trunc, 4), "visibility": round(occ * trunc, 4)}
+    return out
+
+
+def _label(st: dict | None, W: int, H: int) -> str | None:
+    if st is None or st["pixels"] == 0:
+        return None
+    px, vis = st["pixels"], st["visibility"]
+    if (vis >= EASY_VIS and px >= EASY_MIN_PX) or px >= EASY_LARGE_FRAC * W * H:
+        return "easy"
+    if vis >= HARD_VIS and px >= HARD_MIN_PX:
+        return "hard"
+    return "junk"
+
+
+def _square_crop_box(bbox, W: int, H: int, margin: float = 0.1) -> tuple[int, int, int, int]:
+    x1, y1, x2, y2 = bbox
+    w, h = x2 - x1 + 1, y2 - y1 + 1
+    side = int(math.ceil(max(w, h) * (1 + 2 * margin)))
+    side = min(side, W, H)
+    cx, cy = (x1 + x2 + 1) / 2, (y1 + y2 + 1) / 2
+    left = int(round(cx - side / 2))
+    top = int(round(cy - side / 2))
+    left = min(max(left, 0), W - side)
+    top = min(max(top, 0), H - side)
+    return left, top, left + side, top + side
+
+
+# --------------------------------------------------------------------------------------------------
+# main entry
+
+
+def _manifest_matches(out: Path, preset: str, seed: int) -> dict | None:
+    mf = out / "manifest.json"
+    if not mf.is_file():
+        return None
+    try:
+        m = json.loads(mf.read_text())
+    except (OSError, ValueError):
+        return None
+    if m.get("preset") != preset or m.get("seed") != seed or m.get("version") != VERSION:
+        return None
+    if not all((out / d).is_dir() for d in LAYOUT_DIRS):
+        return None
+    return m
+
+
+def generate(preset: str = "tiny", out: str | Path | None = None, seed: int = 0, progress: bool = True) -> dict:
+    """Generate the ``preset`` dataset into ``out`` (default: :func:`default_root`); return the manifest.
+
+    Does nothing if ``out/manifest.json`` already records the same preset, seed and generator version.
+    Otherwise the layout folders are removed and everything is regenerated; ``manifest.json`` is
+    written last (atomically), so an interrupted run never leaves a manifest for incomplete data.
+    """
+    p = get_preset(preset)
+    seed = int(seed)
+    out = Path(out) if out is not None else default_root(preset)
+    existing = _manifest_matches(out, preset, seed)
+    if existing is not None:
+        log.info("synthetic %s (seed %d) already at %s", preset, seed, out)
+        return existing
+    t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)
+    for d in LAYOUT_DIRS:
+        if (out / d).exists():
+            shutil.rmtree(out / d)
+    backend = select_gl_backend()
+    manifest = _generate(p, out, seed, backend, progress)
+    write_atomic(out / "manifest.json", dumps_json(manifest))
+    log.info("synthetic %s (seed %d): %d files in %.1fs at %s", preset, seed, manifest["files"], time.perf_counter() - t0, out)
+    return manifest
+
+
+def ensure(preset: str = "tiny", root: str | Path | None = None, seed: int = 0, progress: bool = True) -> Path:
+    """Generate the preset if it is missing (or stale) and return its root folder."""
+    root = Path(root) if root is not None else default_root(preset)
+    generate(preset, root, seed=seed, progress=progress)
+    return root
+
+
+def _generate(p: Preset, out: Path, seed: int, backend: str, progress: bool) -> dict:
+    from tqdm.auto import tqdm
+
+    from .render import Renderer, fovy_for_focal, intrinsics
+    from .scene import sample_scene
+
+    W, H = p.width, p.height
+    fovy = fovy_for_focal(p.focal, H)
+    K = intrinsics(W, H, fovy)
+    K4 = np.eye(4)
+    K4[:3, :3] = K
+    sink = Sink(out)
+    focal_str = f"{p.focal:.4f}"
+    nyu_lines = {"train": [], "test": []}
+    ade_count = {"training": 0, "validation": 0}
+    cls_count: dict[str, dict[str, int]] = {"train": {}, "val": {}}
+    retrieval_views: list[dict] = []  # per view: name, scene index, stats
+    scene_ids = {"train": [], "val": []}
+    n_views = 0
+
+    inst_dtype = np.uint8 if p.max_objects < 256 else np.uint16
+    renderer = Renderer(W, H, fovy)
+    writer = _BackgroundWriter()
+    bar = tqdm(total=p.n_scenes * p.views_per_scene, desc=f"synth-{p.name}", unit="view", disable=not progress)
+    try:
+        for si in range(p.n_scenes):
+            rng = np.random.default_rng([seed, si])
+            sid = f"scene_{si:04d}"
+            split = "val" if _is_val(p, si) else "train"
+            scene_ids[split].append(sid)
+            n_obj = int(rng.integers(p.min_objects, p.max_objects + 1))
+            scene = sample_scene(rng, sid, n_obj, p.views_per_scene)
+            renderer.load(scene)
+            cams = []
+            for vi, pose in enumerate(scene.poses):
+                view = renderer.render(pose, amodal=True)
+                stats = view_stats(view, scene, pose, K)
+                ade_split = "training" if split == "train" else "validation"
+                ade_count[ade_split] += 1
+                ade_stem = f"ADE_{'train' if split == 'train' else 'val'}_{ade_count[ade_split]:08d}"
+                objs = {o.instance_id: o for o in scene.objects}
+                crops = []
+                for iid, st in stats.items():
+                    x1, y1, x2, y2 = st["bbox"]
+                    if (st["pixels"] < p.min_crop_pixels or min(x2 - x1 + 1, y2 - y1 + 1) < p.min_crop_side
+                            or st["visibility"] < p.min_crop_visibility):
+                        continue
+                    cat = objs[iid].category
+                    crops.append((f"cls/{split}/{cat}/{sid}_{vi:03d}_{iid:02d}.JPEG", _square_crop_box(st["bbox"], W, H)))
+                    cls_count[split][cat] = cls_count[split].get(cat, 0) + 1
+                if split == "train":
+                    nyu_lines["train"].append(f"/{sid}/rgb_{vi:05d}.jpg /{sid}/sync_depth_{vi:05d}.png {focal_str}")
+                else:
+                    nyu_lines["test"].append(f"{sid}/rgb_{vi:05d}.jpg {sid}/sync_depth_{vi:05d}.png {focal_str}")
+                name = f"{sid}_{vi:03d}"
+                retrieval_views.append({"name": name, "scene": si, "view": vi, "stats": stats})
+                writer.submit(_write_view, sink, view, pose, sid, vi, split, ade_stem, crops, name, inst_dtype)
+                cams.append({"index": vi, "color": f"color/{vi}.jpg", "depth": f"depth/{vi}.png",
+                             "label": f"label/{vi}.png", "instance": f"instance/{vi}.png", "pose": f"pose/{vi}.txt",
+                             "camera_to_world": _r(pose, 8), "visible": [stats[k] for k in sorted(stats)]})
+                n_views += 1
+                bar.update(1)
+            sink.write(f"scenes/{sid}/intrinsic/intrinsic_color.txt", fmt_matrix(K4).encode())
+            sink.write(f"scenes/{sid}/intrinsic/intrinsic_depth.txt", fmt_matrix(K4).encode())
+            sink.write(f"scenes/{sid}/scene.json", dumps_json(_scene_json(scene, split, cams, K, W, H, fovy)))
+        writer.drain()
+    finally:
+        writer.close()
+        bar.close()
+        renderer.close()
+
+    # split files and class lists
+    sink.write("nyu/nyu_train.txt", ("\n".join(nyu_lines["train"]) + "\n").encode())
+    sink.write("nyu/nyu_test.txt", ("\n".join(nyu_lines["test"]) + "\n").encode())
+    classes = {"classes": list(catalog.CLASS_NAMES), "palette": catalog.palette(), "reduce_zero_label": True,
+               "ignore_index_after_reduce": 255, "num_classes_after_reduce": len(catalog.CLASS_NAMES) - 1}
+    sink.write("ade/classes.json", dumps_json(classes))
+    cls_categories = _prune_cls(out, sink, cls_count)
+    gnd, n_db = _retrieval(p, seed, retrieval_views, W, H)
+    sink.write("retrieval/gnd_synth.pkl", pickle.dumps(gnd, protocol=4))
+
+    return {
+        "generator": "bench.data.synth",
+        "version": VERSION,
+        "preset": p.name,
+        "seed": seed,
+        "config": p.to_dict(),
+        "gl_backend": backend,
+        "image_size": [W, H],
+        "intrinsics": _r(K, 6),
+        "fovy_deg": round(fovy, 6),
+        "depth": {"units": "millimetres (uint16 PNG)", "scale": 1000, "invalid": 0, "kind": "planar z-depth"},
+        "classes": list(catalog.CLASS_NAMES),
+        "categories": list(catalog.CATEGORY_NAMES),
+        "splits": {"train_scenes": scene_ids["train"], "val_scenes": scene_ids["val"]},
+        "counts": {
+            "scenes": p.n_scenes,
+            "views": n_views,
+            "nyu": {"train": len(nyu_lines["train"]), "test": len(nyu_lines["test"])},
+            "ade": dict(ade_count),
+            "cls": {"categories": cls_categories,
+                    "train": {c: cls_count["train"][c] for c in cls_categories},
+                    "val": {c: cls_count["val"][c] for c in cls_categories}},
+            "retrieval": {"queries": len(gnd["qimlist"]), "database": n_db},
+        },
+        "files": len(sink.hashes),
+        "content_hash": sink.content_hash(),
+    }
+
+
+def _write_view(sink: Sink, view, pose, sid, vi, split, ade_stem, crops, name, inst_dtype) -> None:
+    """Encode one view and write it into every layout (runs on the background writer thread)."""
+    jpg = encode_jpeg(view.rgb)
+    dpng = encode_depth_png(view.depth)
+    lpng = encode_png(view.semantic)
+    ipng = encode_png(view.instance.astype(inst_dtype))
+    # 1. ScanNet-style posed views
+    base = f"scenes/{sid}"
+    sink.write(f"{base}/color/{vi}.jpg", jpg)
+    sink.write(f"{base}/depth/{vi}.png", dpng)
+    sink.write(f"{base}/pose/{vi}.txt", fmt_matrix(pose).encode())
+    sink.write(f"{base}/label/{vi}.png", lpng)
+    sink.write(f"{base}/instance/{vi}.png", ipng)
+    # 2. NYUv2 (BTS layout): train scenes under sync/, val scenes under official_splits/test/
+    nyu = f"nyu/sync/{sid}" if split == "train" else f"nyu/official_splits/test/{sid}"
+    sink.write(f"{nyu}/rgb_{vi:05d}.jpg", jpg)
+    sink.write(f"{nyu}/sync_depth_{vi:05d}.png", dpng)
+    # 3. ADE20K
+    ade_split = "training" if split == "train" else "validation"
+    sink.write(f"ade/ADEChallengeData2016/images/{ade_split}/{ade_stem}.jpg", jpg)
+    sink.write(f"ade/ADEChallengeData2016/annotations/{ade_split}/{ade_stem}.png", lpng)
+    # 4. ImageFolder crops
+    for rel, (l, t, r, b) in crops:
+        sink.write(rel, encode_jpeg(view.rgb[t:b, l:r]))
+    # 5. retrieval images
+    sink.write(f"retrieval/jpg/{name}.jpg", jpg)
+
+
+class _BackgroundWriter:
+    """One worker thread for encoding/writing (PIL and zlib release the GIL), with a bounded backlog."""
+
+    def __init__(self, max_pending: int = 6):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synth-writer")
+        self.pending: list = []
+        self.max_pending = max_pending
+
+    def submit(self, fn, *args) -> None:
+        self.pending.append(self.pool.submit(fn, *args))
+        while len(self.pending) > self.max_pending:
+            self.pending.pop(0).result()
+
+    def drain(self) -> None:
+        while self.pending:
+            self.pending.pop(0).result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _scene_json(scene, split, cams, K, W, H, fovy) -> dict:
+    r = scene.room
+    return {
+        "scene_id": scene.scene_id,
+        "split": split,
+        "units": "metres",
+        "world": "z up, floor at z = 0, room centred on the origin",
+        "camera_convention": "OpenCV (x right, y down, z forward); poses are camera-to-world",
+        "room": {"width_x": _r(r.width), "depth_y": _r(r.depth), "height_z": _r(r.height),
+                 "wall_rgb": _r(r.wall_rgb, 3)},
+        "floor_plane": scene.floor_plane,
+        "image_size": [W, H],
+        "intrinsics": _r(K, 6),
+        "fovy_deg": round(fovy, 6),
+        "depth_scale": 1000,
+        "objects": [
+            {"instance_id": o.instance_id, "category": o.category, "class_id": o.class_id, "colour": o.colour,
+             "colour_rgb": _r(catalog.COLOURS[o.colour], 3), "size": o.size_name,
+             "box": {"centre": _r(o.box_centre), "size": _r(o.box_size), "yaw": _r(o.yaw)},
+             "n_parts": len(o.geoms)}
+            for o in scene.objects
+        ],
+        "cameras": cams,
+    }
+
+
+def _prune_cls(out: Path, sink: Sink, count: dict[str, dict[str, int]]) -> list[str]:
+    """Keep only categories with crops in both train and val, so both ImageFolders share class indices."""
+    keep = sorted(c for c in count["train"] if count["val"].get(c, 0) > 0)
+    for split in ("train", "val"):
+        for cat in list(count[split]):
+            if cat not in keep:
+                shutil.rmtree(out / "cls" / split / cat)
+                prefix = f"cls/{split}/{cat}/"
+                for rel in [k for k in sink.hashes if k.startswith(prefix)]:
+                    del sink.hashes[rel]
+                del count[split][cat]
+    return keep
+
+
+def _retrieval(p: Preset, seed: int, views: list[dict], W: int, H: int) -> tuple[dict, int]:
+    """Pick query (view, instance) pairs per scene; database = all other views; labels by visibility."""
+    rng = np.random.default_rng([seed, 10**6])
+    by_scene: dict[int, list[int]] = {}
+    for k, v in enumerate(views):
+        by_scene.setdefault(v["scene"], []).append(k)
+    queries: list[tuple[int, int]] = []  # (view index, instance id)
+    qviews: set[int] = set()
+    for si in sorted(by_scene):
+        ks = by_scene[si]
+        chosen = 0
+        for k in [ks[i] for i in rng.permutation(len(ks))]:
+            if chosen >= p.query_views_per_scene:
+                break
+            cands = []
+            for iid, st in sorted(views[k]["stats"].items()):
+                x1, y1, x2, y2 = st["bbox"]
+                if st["visibility"] < QUERY_VIS or st["pixels"] < QUERY_MIN_PX or min(x2 - x1, y2 - y1) + 1 < QUERY_MIN_SIDE:
+                    continue
+                others = [j for j in ks if j != k and j not in qviews]
+                if any(_label(views[j]["stats"].get(iid), W, H) in ("easy", "hard") for j in others):
+                    cands.append(iid)
+            if not cands:
+                continue
+            # taking view k out of the database must leave every earlier query of this scene a positive
+            rest = [j for j in ks if j != k and j not in qviews]
+            if not all(any(_label(views[j]["stats"].get(qi), W, H) in ("easy", "hard") for j in rest)
+                       for qk, qi in queries if views[qk]["scene"] == si):
+                continue
+            iid = cands[int(rng.integers(len(cands)))]
+            queries.append((k, iid))
+            qviews.add(k)
+            chosen += 1
+    db = [k for k in range(len(views)) if k not in qviews]
+    pos = {k: i for i, k in enumerate(db)}
+    gnd = []
+    for k, iid in queries:
+        g = {"easy": [], "hard": [], "junk": []}
+        for j in by_scene[views[k]["scene"]]:
+            if j in pos:
+                lab = _label(views[j]["stats"].get(iid), W, H)
+                if lab:
+                    g[lab].append(pos[j])
+        x1, y1, x2, y2 = views[k]["stats"][iid]["bbox"]
+        g["bbx"] = [float(x1), float(y1), float(x2 + 1), float(y2 + 1)]
+        gnd.append(g)
+    return {"imlist": [views[k]["name"] for k in db], "qimlist": [views[k]["name"] for k, _ in queries], "gnd": gnd}, len(db)
