@@ -43,12 +43,14 @@ def cmd_run(args) -> int:
     results = run_benchmark(cfg)
     import pandas as pd
 
-    tidy = pd.DataFrame([{"encoder": r["encoder_label"], "task": r["task"], "metric": m, "value": v["value"]}
+    tidy = pd.DataFrame([{"encoder": r["encoder"], "task": r["task"], "metric": m, "value": v["value"]}
                          for r in results for m, v in r["metrics"].items()])
     headlines = {r["task"]: r["headline"] for r in results}
     directions = {f"{r['task']}:{r['headline']}": r["metrics"][r["headline"]]["higher_is_better"] for r in results}
+    labels = {r["encoder"]: r["encoder_label"] for r in results}  # random-init encoders say so
+    table = with_deltas(headline_table(tidy, headlines)).rename(index=labels)
     print("\nResults (headline metric per task; mean over seeds):")
-    print(format_table(with_deltas(headline_table(tidy, headlines)), directions))
+    print(format_table(table, directions))
     print("\nAll metrics: `bench results`; MLflow UI: `mlflow ui --backend-store-uri "
           f"{__import__('bench.paths', fromlist=['x']).tracking_uri()}`")
     return 0
