@@ -59,7 +59,7 @@ class SyntheticData:
     def prepare(self, progress: bool = True) -> Path:
         from bench.data.synth import ensure
 
-        return ensure(synth_preset()) / self.layout
+        return ensure(synth_preset(), progress=progress) / self.layout
 
 
 @dataclass(frozen=True)

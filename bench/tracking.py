@@ -145,9 +145,11 @@ def read_results(only_latest: bool = False):
                 p, t = run.data.params, run.data.tags
                 for metric, value in run.data.metrics.items():
                     direction = t.get(DIR_TAG + metric)
+                    if direction is None:  # bookkeeping (wall time), not a task metric
+                        continue
                     rows.append({
                         "encoder": p.get("encoder"), "task": p.get("task"), "metric": metric, "value": value,
-                        "higher_is_better": None if direction is None else direction == "higher",
+                        "higher_is_better": direction == "higher",
                         "protocol": t.get("bench.protocol", ""), "seed": int(p.get("seed", 0)),
                         "run_id": run.info.run_id, "parent_run_id": t.get("mlflow.parentRunId", ""),
                         "start_time": run.info.start_time,

@@ -61,7 +61,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run_benchmark(cfg: RunConfig, out=sys.stdout) -> list[dict]:
+def run_benchmark(cfg: RunConfig, out=None) -> list[dict]:
+    out = out or sys.stdout
     for name in cfg.encoders:
         check_encoder_name(name)
     selection = select_tasks(cfg.tasks)
