@@ -1,0 +1,538 @@
+"""The static leaderboard: one self-contained index.html (tables, SVG plots, inline JSON data, plain JS).
+
+`build_site()` reads every finished task run from MLflow plus the paper's reported numbers and
+writes `index.html` (+ `data.json`, the same data for reuse). Nothing is loaded from the network and
+no server is needed (file:// works); `serve()` is only a convenience. A new encoder appears by being
+evaluated: the page is built from run data alone.
+
+Ranking: within each source (measured runs, paper numbers) and for each task column, entries are
+ranked by the task's headline metric in its direction (1 = best; ties share the average rank);
+an entry's group score is the mean of its ranks over the group's columns it has, and its overall
+score the mean over all columns it has (with the number of columns it was ranked on).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import http.server
+import json
+import math
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from leaderboard import paper
+from leaderboard.tables import (GROUP_LABELS, MISSING_DATA, NOT_RUN, aggregate, auto_decimals,
+                                encoder_order, esc_html, fmt, fmt_stats, group_rank, measured_columns,
+                                measured_title, registered_tasks, usable)
+
+RANK_METHOD = (
+    "Mean rank. For each task column, entries of the same source (measured runs among measured runs, paper "
+    "numbers among paper numbers) are ranked by the task's headline metric in its direction (1 = best; ties "
+    "share the average rank). A group's score is an entry's mean rank over the group's columns it has a value "
+    "for; the overall score is its mean rank over all columns it has a value for. Lower is better; the "
+    "number of columns an entry was ranked on is shown, since a mean over fewer tasks is less certain.")
+SOURCES = ("measured", "paper")
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _static(name: str) -> str:
+    return resources.files("leaderboard").joinpath("static").joinpath(name).read_text(encoding="utf-8")
+
+
+def json_for_html(obj: Any) -> str:
+    """JSON that is safe inside <script type="application/json">: no `</script>`, `<!--`, or line separators."""
+    text = json.dumps(obj, ensure_ascii=False, sort_keys=True, allow_nan=False)
+    for ch, rep in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+                    ("\u2029", "\\u2029")):
+        text = text.replace(ch, rep)
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Data model
+# ---------------------------------------------------------------------------------------------
+
+def _column_order() -> dict[tuple[str, str], int]:
+    return {(t.task, t.metric): i for i, t in enumerate(paper.task_names().values())}
+
+
+def build_data(results: pd.DataFrame | None, registered: dict | None = None,
+               generated: str | None = None) -> dict[str, Any]:
+    """Everything the page shows, as plain JSON-able data."""
+    registered = registered_tasks() if registered is None else registered
+    results = usable(results) if results is not None else None
+    if results is None or results.empty:
+        results = pd.DataFrame(columns=["encoder", "task", "metric", "value", "higher_is_better", "seed"])
+    measured = aggregate(results)
+    order = _column_order()
+    columns: dict[str, dict[str, Any]] = {}
+
+    def add_column(task: str, metric: str, group: str, hib: bool | None, label: str, synthetic: bool) -> str:
+        cid = f"{task}:{metric}"
+        if cid not in columns:
+            columns[cid] = {"id": cid, "task": task, "metric": metric, "group": group or "other",
+                            "higher_is_better": hib, "label": label, "synthetic": synthetic,
+                            "order": order.get((task, metric), 10_000)}
+        return cid
+
+    # Measured columns: each measured task's headline metric.
+    if not results.empty:
+        for task, metric, group, hib in measured_columns(results, False, registered):
+            t = registered.get(task)
+            mapped = next((x for x in paper.task_names().values() if x.task == task), None)
+            add_column(task, metric, group, hib, mapped.label if mapped else task,
+                       bool(t is not None and getattr(t, "synthetic", False)))
+    # Paper columns: the paper's headline columns, mapped to our names.
+    resolved = {}
+    for (ptask, pmetric), _ in paper.task_names().items():
+        ours = paper.resolve_task(ptask, pmetric, registered)
+        resolved[(ptask, pmetric)] = ours
+    for v in paper.paper_values():
+        ours = resolved.get((v.task, v.metric)) or paper.resolve_task(v.task, v.metric, registered)
+        resolved[(v.task, v.metric)] = ours
+        if ours.headline:
+            add_column(ours.task, ours.metric, ours.group, v.higher_is_better, ours.label, False)
+
+    entries: list[dict[str, Any]] = []
+    # Measured entries: one per evaluated encoder name.
+    if not results.empty:
+        for enc in encoder_order(results["encoder"]):
+            cells: dict[str, Any] = {}
+            for cid, col in columns.items():
+                m = measured.get((enc, col["task"], col["metric"]))
+                if m is None:
+                    continue
+                cells[cid] = {
+                    "mean": _finite(m.mean), "std": _finite(m.std), "n": m.n,
+                    "values": [_finite(v) for v in m.values], "seeds": list(m.seeds), "run_ids": list(m.run_ids),
+                    "protocol": m.protocol,
+                    "params": {k: v for k, v in sorted(m.params.items())
+                               if k.startswith("protocol.") or k in ("encoder_label", "weights_id", "random_init",
+                                                                     "synth_preset", "code_version", "device")},
+                    "title": measured_title(m, col["task"], col["metric"]),
+                }
+            label = next((c.get("params", {}).get("encoder_label") for c in cells.values()
+                          if c.get("params", {}).get("encoder_label")), enc)
+            entries.append({"name": enc, "label": label, "source": "measured", "base": paper.sb_base(enc),
+                            "cells": cells})
+    # Paper entries: one per paper row name; a value from the first table it appears in (Table 4 before 8).
+    tables_order = {k: i for i, k in enumerate(paper.table_keys())}
+    by_name: dict[str, dict[str, Any]] = {}
+    for v in sorted(paper.paper_values(), key=lambda v: tables_order[v.table]):
+        ours = resolved[(v.task, v.metric)]
+        if not ours.headline:
+            continue
+        cid = f"{ours.task}:{ours.metric}"
+        entry = by_name.setdefault(v.encoder, {
+            "name": v.encoder, "label": v.encoder, "source": "paper", "base": paper.sb_base(v.encoder),
+            "zoo": (paper.zoo_candidates(v.encoder) or ("",))[0], "cells": {}, "tables": []})
+        tname = ("Workshop " if v.table.startswith("w") else "") + f"Table {v.table.lstrip('w')}"
+        if tname not in entry["tables"]:
+            entry["tables"].append(tname)
+        cell = entry["cells"].get(cid)
+        if cell is None:
+            text = fmt(v.value, v.decimals) + (f" ± {fmt(v.std, v.decimals)}" if v.std is not None else "")
+            entry["cells"][cid] = {
+                "mean": v.value, "std": v.std, "text": text, "table": tname, "source": v.source,
+                "note": v.note, "decimals": v.decimals, "also": [],
+                "title": f"paper, {tname} ({v.source}): {v.task} / {v.metric}" + (f"; {v.note}" if v.note else ""),
+            }
+        else:
+            cell["also"].append({"table": tname, "value": v.value})
+            if not math.isclose(cell["mean"], v.value):
+                cell["title"] += f"; {tname} reports {fmt(v.value, v.decimals)} (kept: first table)"
+    entries.extend(by_name.values())
+
+    cols = sorted(columns.values(), key=lambda c: (group_rank(c["group"]), c["order"], c["task"], c["metric"]))
+    _rank(entries, cols)
+    for i, e in enumerate(entries):
+        e["id"] = f"e{i}"
+    groups = sorted({c["group"] for c in cols}, key=group_rank)
+    return {
+        "title": "SpatialBoost benchmark leaderboard",
+        "generated": generated or _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "rank_method": RANK_METHOD,
+        "groups": [{"id": g, "label": GROUP_LABELS.get(g, g)} for g in groups],
+        "columns": cols,
+        "entries": entries,
+        "status": {c["id"]: _column_status(c["task"], registered) for c in cols},
+    }
+
+
+def _column_status(task: str, registered: dict) -> dict[str, Any]:
+    t = registered.get(task)
+    if t is None:
+        return {"registered": False, "data": False, "where": "not a task of this registry yet"}
+    try:
+        ok, where = t.data.status()
+    except Exception as exc:  # never let one broken data source break the page
+        ok, where = False, f"data status failed: {exc}"
+    return {"registered": True, "data": bool(ok), "where": where}
+
+
+def _average_ranks(values: list[tuple[int, float]], higher_is_better: bool) -> dict[int, float]:
+    ordered = sorted(values, key=lambda iv: -iv[1] if higher_is_better else iv[1])
+    ranks: dict[int, float] = {}
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and math.isclose(ordered[j + 1][1], ordered[i][1], rel_tol=1e-12, abs_tol=1e-12):
+            j += 1
+        for k in range(i, j + 1):
+            ranks[ordered[k][0]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def _rank(entries: list[dict[str, Any]], cols: list[dict[str, Any]]) -> None:
+    for e in entries:
+        e["ranks"], e["rank"], e["coverage"] = {}, {}, {}
+    for source in SOURCES:
+        members = [(i, e) for i, e in enumerate(entries) if e["source"] == source]
+        for col in cols:
+            vals = [(i, e["cells"][col["id"]]["mean"]) for i, e in members
+                    if col["id"] in e["cells"] and e["cells"][col["id"]]["mean"] is not None]
+            if not vals or col["higher_is_better"] is None:
+                continue
+            for i, r in _average_ranks(vals, bool(col["higher_is_better"])).items():
+                entries[i]["ranks"][col["id"]] = r
+            if len(vals) < 2:  # a lone value is not "best" of anything
+                continue
+            best = min(entries[i]["ranks"][col["id"]] for i, _ in vals)
+            for i, _ in vals:
+                if entries[i]["ranks"][col["id"]] == best:
+                    entries[i]["cells"][col["id"]]["best"] = True
+    for e in entries:
+        for group in {c["group"] for c in cols} | {"overall"}:
+            rs = [e["ranks"][c["id"]] for c in cols if c["id"] in e["ranks"] and group in (c["group"], "overall")]
+            if rs:
+                e["rank"][group] = sum(rs) / len(rs)
+                e["coverage"][group] = len(rs)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML
+# ---------------------------------------------------------------------------------------------
+
+def _num_attr(v: float | None) -> str:
+    return "" if v is None else repr(float(v))
+
+
+def _delta_html(entry: dict[str, Any], col: dict[str, Any], by_key: dict[tuple[str, str], dict[str, Any]]) -> str:
+    base = entry.get("base")
+    if not base or col["higher_is_better"] is None:
+        return ""
+    b = by_key.get((entry["source"], base))
+    if b is None or col["id"] not in b["cells"] or col["id"] not in entry["cells"]:
+        return ""
+    bv, sv = b["cells"][col["id"]]["mean"], entry["cells"][col["id"]]["mean"]
+    if bv is None or sv is None:
+        return ""
+    d = sv - bv
+    dec = entry["cells"][col["id"]].get("decimals") or auto_decimals([bv, sv])
+    if abs(d) < 0.5 * 10 ** -dec:
+        return f' <span class="delta same" title="no change vs {esc_html(base)}">±0</span>'
+    good = (d > 0) == bool(col["higher_is_better"])
+    return (f' <span class="delta {"good" if good else "bad"}" title="{"better" if good else "worse"} than '
+            f'{esc_html(base)} ({fmt(bv, dec)})">{d:+.{dec}f}</span>')
+
+
+def _cell_html(entry: dict[str, Any], col: dict[str, Any], status: dict[str, Any],
+               by_key: dict[tuple[str, str], dict[str, Any]]) -> str:
+    cell = entry["cells"].get(col["id"])
+    attrs = f'data-col="{esc_html(col["id"])}" data-entry="{esc_html(entry["id"])}"'
+    if cell is None:
+        if entry["source"] == "paper":
+            return f'<td class="num none" {attrs} data-value="" title="not in the paper">—</td>'
+        missing = status["registered"] and not status["data"]
+        kind, text = ("missing-data", MISSING_DATA) if missing else ("not-run", NOT_RUN)
+        return (f'<td class="num {kind}" {attrs} data-value="" title="{esc_html(col["task"])}: '
+                f'{esc_html(status["where"] if missing else "no finished run for this encoder")}">{text}</td>')
+    if entry["source"] == "measured":
+        dec = auto_decimals([e["cells"][col["id"]]["mean"] for e in by_key.values()
+                             if e["source"] == "measured" and col["id"] in e["cells"]
+                             and e["cells"][col["id"]]["mean"] is not None])
+        text = fmt_stats(cell["mean"], cell["std"], cell["n"], dec)
+        runs = ", ".join(r[:8] for r in cell["run_ids"])
+        badge = (f'<span class="badge measured" title="measured: run {esc_html(", ".join(cell["run_ids"]))}">'
+                 f'measured <span class="run">{esc_html(runs)}</span></span>')
+    else:
+        text = cell["text"] + (" †" if cell.get("note") else "")
+        badge = f'<span class="badge paper" title="{esc_html(cell["table"])}">paper</span>'
+    best = " best" if cell.get("best") else ""
+    value = f'<span class="v">{esc_html(text)}</span>'
+    if best:
+        value = f"<strong>{value}</strong>"
+    return (f'<td class="num value{best}" {attrs} data-value="{esc_html(_num_attr(cell["mean"]))}" '
+            f'title="{esc_html(cell["title"])}" tabindex="0">{value}{_delta_html(entry, col, by_key)} {badge}</td>')
+
+
+def _name_html(entry: dict[str, Any]) -> str:
+    if entry["source"] == "paper":
+        title = f"paper row {entry['name']}; our zoo name: {entry.get('zoo') or 'none'}; {', '.join(entry['tables'])}"
+    else:
+        title = f"zoo encoder {entry['name']}" + (f" ({entry['label']})" if entry.get("label") != entry["name"] else "")
+    return f'<td class="name" title="{esc_html(title)}">{esc_html(entry["name"])}</td>'
+
+
+def _row_attrs(entry: dict[str, Any]) -> str:
+    return (f'data-encoder="{esc_html(entry["name"])}" data-source="{esc_html(entry["source"])}" '
+            f'data-id="{esc_html(entry["id"])}"')
+
+
+def _th(label: str, kind: str, hib: bool | None = None, title: str = "", col: str = "") -> str:
+    arrow = "" if hib is None else (" ↑" if hib else " ↓")
+    return (f'<th class="sortable" tabindex="0" aria-sort="none" data-type="{kind}" '
+            f'data-hib="{"1" if hib else "0"}"' + (f' data-col="{esc_html(col)}"' if col else "")
+            + (f' title="{esc_html(title)}"' if title else "") + f">{esc_html(label)}{arrow}</th>")
+
+
+def _rank_td(entry: dict[str, Any], key: str) -> str:
+    r = entry["rank"].get(key)
+    cov = entry["coverage"].get(key, 0)
+    if r is None:
+        return '<td class="num rank" data-value="">—</td>'
+    return (f'<td class="num rank" data-value="{r!r}" title="mean rank over {cov} column(s), among '
+            f'{esc_html(entry["source"])} entries">{r:.2f} <span class="cov">({cov})</span></td>')
+
+
+def _sorted_entries(entries: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    return sorted(entries, key=lambda e: (SOURCES.index(e["source"]), e["rank"].get(key, math.inf),
+                                          e["name"].lower()))
+
+
+def _overall_html(data: dict[str, Any]) -> str:
+    groups = data["groups"]
+    head = (_th("Encoder", "text") + _th("Source", "text") + _th("Overall", "num", False, "mean rank over all columns")
+            + "".join(_th(g["label"], "num", False, f"mean rank over the {g['label']} columns") for g in groups))
+    rows = []
+    for e in _sorted_entries(data["entries"], "overall"):
+        if not e["rank"]:
+            continue
+        rows.append(f"<tr {_row_attrs(e)}>{_name_html(e)}<td>{_source_badge(e)}</td>{_rank_td(e, 'overall')}"
+                    + "".join(_rank_td(e, g["id"]) for g in groups) + "</tr>")
+    return (f'<section class="board-section" data-group="overall" id="section-overall"><h2>Overall rank</h2>'
+            f'<table class="board" id="table-overall"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+            f'</table></section>')
+
+
+def _source_badge(e: dict[str, Any]) -> str:
+    return f'<span class="badge {esc_html(e["source"])}">{esc_html(e["source"])}</span>'
+
+
+def _group_html(data: dict[str, Any], group: dict[str, str]) -> str:
+    cols = [c for c in data["columns"] if c["group"] == group["id"]]
+    by_key = {(e["source"], e["name"]): e for e in data["entries"]}
+    head = (_th("Encoder", "text") + _th("Source", "text")
+            + _th("Rank", "num", False, f"mean rank over the {group['label']} columns"))
+    for c in cols:
+        title = (f"{c['task']} / {c['metric']} ({'higher' if c['higher_is_better'] else 'lower'} is better)"
+                 + ("; synthetic twin of a paper task" if c["synthetic"] else ""))
+        head += _th(c["label"] if c["label"] != c["task"] else c["task"], "num", c["higher_is_better"], title, c["id"])
+    rows = []
+    for e in _sorted_entries(data["entries"], group["id"]):
+        if not any(c["id"] in e["cells"] for c in cols):
+            continue
+        rows.append(f"<tr {_row_attrs(e)}>{_name_html(e)}<td>{_source_badge(e)}</td>{_rank_td(e, group['id'])}"
+                    + "".join(_cell_html(e, c, data["status"][c["id"]], by_key) for c in cols) + "</tr>")
+    gid = esc_html(group["id"])
+    plots = "".join(_plots_html(data, group, cols, source) for source in SOURCES)
+    return (f'<section class="board-section group" data-group="{gid}" id="section-{gid}">'
+            f'<h2>{esc_html(group["label"])}</h2>'
+            f'<table class="board" id="table-{gid}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+            f'</table><div class="plots">{plots}</div></section>')
+
+
+# ---------------------------------------------------------------------------------------------
+# SVG bar charts: base vs +SB, one small chart per task column
+# ---------------------------------------------------------------------------------------------
+
+def _pairs(data: dict[str, Any], col: dict[str, Any], source: str) -> tuple[list[tuple[str, float, float]], int]:
+    """(base name, base value, +SB value) for every base/+SB pair of a source, and the decimals to print."""
+    by_key = {(e["source"], e["name"]): e for e in data["entries"]}
+    out, decimals = [], []
+    for e in data["entries"]:
+        if e["source"] != source or not e.get("base"):
+            continue
+        b = by_key.get((source, e["base"]))
+        if b is None:
+            continue
+        bc, sc = b["cells"].get(col["id"], {}), e["cells"].get(col["id"], {})
+        if bc.get("mean") is not None and sc.get("mean") is not None:
+            out.append((e["base"], float(bc["mean"]), float(sc["mean"])))
+            decimals += [c["decimals"] for c in (bc, sc) if c.get("decimals") is not None]
+    dec = max(decimals) if decimals else auto_decimals([v for _, b, s in out for v in (b, s)])
+    return out, dec
+
+
+def svg_bars(col: dict[str, Any], pairs: list[tuple[str, float, float]], decimals: int | None = None) -> str:
+    """Grouped bars (base grey, +SB blue) from zero, with value labels; all text escaped."""
+    bar, gap, left, top, plot_h = 30, 14, 8, 46, 110
+    width = max(180, left * 2 + len(pairs) * (2 * bar + gap))
+    height = top + plot_h + 22
+    hi = max(max(abs(b), abs(s)) for _, b, s in pairs) or 1.0
+    arrow = "↑ higher is better" if col["higher_is_better"] else "↓ lower is better"
+    dec = auto_decimals([v for _, b, s in pairs for v in (b, s)]) if decimals is None else decimals
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc_html(col["label"])}: base vs +SB">',
+             f'<text x="{left}" y="13" class="ct">{esc_html(col["label"])}</text>',
+             f'<text x="{left}" y="26" class="cs">{esc_html(col["metric"])} {arrow}</text>',
+             f'<line x1="{left}" y1="{top + plot_h}" x2="{width - left}" y2="{top + plot_h}" class="axis"/>']
+    for i, (name, b, s) in enumerate(pairs):
+        x = left + i * (2 * bar + gap) + gap / 2
+        for k, (v, cls, who) in enumerate(((b, "base", name), (s, "sb", f"{name}+SB"))):
+            h = max(1.0, plot_h * abs(v) / hi)
+            y = top + plot_h - h
+            parts.append(f'<rect x="{x + k * bar:.1f}" y="{y:.1f}" width="{bar - 2}" height="{h:.1f}" class="{cls}">'
+                         f"<title>{esc_html(who)}: {fmt(v, dec)}</title></rect>")
+            parts.append(f'<text x="{x + k * bar + (bar - 2) / 2:.1f}" y="{y - 3:.1f}" class="vl" '
+                         f'text-anchor="middle">{esc_html(fmt(v, dec))}</text>')
+        short = name if len(name) <= 11 else name[:10] + "…"
+        parts.append(f'<text x="{x + bar - 1:.1f}" y="{top + plot_h + 13}" class="xl" text-anchor="middle">'
+                     f"<title>{esc_html(name)}</title>{esc_html(short)}</text>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _plots_html(data: dict[str, Any], group: dict[str, str], cols: list[dict[str, Any]], source: str) -> str:
+    charts = []
+    for c in cols:
+        pairs, dec = _pairs(data, c, source)
+        if pairs:
+            charts.append(svg_bars(c, pairs, dec))
+    if not charts:
+        return ""
+    return (f'<figure class="plot" data-source="{source}"><figcaption>{esc_html(group["label"])}: base vs +SB '
+            f'({source}) <span class="legend"><i class="sw base"></i>base <i class="sw sb"></i>+SB</span>'
+            f'</figcaption>{"".join(charts)}</figure>')
+
+
+def _runs_html(data: dict[str, Any]) -> str:
+    rows = []
+    for e in data["entries"]:
+        if e["source"] != "measured":
+            continue
+        for cid, cell in e["cells"].items():
+            proto = "; ".join(f"{k[len('protocol.'):]}={v}" for k, v in cell["params"].items()
+                              if k.startswith("protocol."))
+            for rid, seed, v in zip(cell["run_ids"], cell["seeds"], cell["values"]):
+                rows.append(f"<tr><td>{esc_html(e['name'])}</td><td>{esc_html(cid)}</td><td>{seed}</td>"
+                            f"<td>{esc_html('' if v is None else fmt(v, 4))}</td><td><code>{esc_html(rid)}</code></td>"
+                            f"<td>{esc_html(cell['protocol'])}</td><td class=\"proto\">{esc_html(proto)}</td></tr>")
+    if not rows:
+        return '<p class="empty">No measured runs yet: run <code>bench run --encoder vit-tiny --tasks all</code>.</p>'
+    return ('<details id="runs"><summary>Measured runs and their protocols</summary><table class="runs"><thead><tr>'
+            "<th>encoder</th><th>task:metric</th><th>seed</th><th>value</th><th>run id</th><th>protocol</th>"
+            f"<th>protocol params</th></tr></thead><tbody>{''.join(rows)}</tbody></table></details>")
+
+
+def render_page(data: dict[str, Any]) -> str:
+    groups = data["groups"]
+    n_measured = sum(e["source"] == "measured" for e in data["entries"])
+    n_paper = sum(e["source"] == "paper" for e in data["entries"])
+    buttons = ['<button type="button" class="group-btn" data-group="all" aria-pressed="true">All</button>'] + [
+        f'<button type="button" class="group-btn" data-group="{esc_html(g["id"])}" aria-pressed="false">'
+        f'{esc_html(g["label"])}</button>' for g in groups]
+    body = f"""
+<header>
+<h1>{esc_html(data['title'])}</h1>
+<p class="meta">Built {esc_html(data['generated'])} from {n_measured} measured encoder(s) (MLflow runs) and
+{n_paper} paper row(s). Each number is marked <span class="badge measured">measured</span> (with its run id;
+hover for the protocol, click for details) or <span class="badge paper">paper</span> (reported in the paper).
+Small coloured numbers after a +SB value: change vs its base (<span class="delta good">better</span> /
+<span class="delta bad">worse</span> by the metric's direction). <strong>Bold</strong>: best of its source in the column.
+↑/↓ after a column name: higher/lower is better; click a column name to sort (best first, click again to reverse;
+missing values stay last).</p>
+<p class="method"><strong>Ranking:</strong> {esc_html(data['rank_method'])}</p>
+</header>
+<nav class="controls" aria-label="filters">
+<div class="groups" role="group" aria-label="task group">{''.join(buttons)}</div>
+<label>Source <select id="source-filter"><option value="all">measured + paper</option>
+<option value="measured">measured</option><option value="paper">paper</option></select></label>
+<label>Encoder <input id="encoder-filter" type="search" placeholder="filter by name" autocomplete="off"></label>
+<span id="shown-count" aria-live="polite"></span>
+</nav>
+<main>
+{_overall_html(data)}
+{''.join(_group_html(data, g) for g in groups)}
+<section class="board-section" data-group="runs">{_runs_html(data)}</section>
+</main>
+<aside id="detail-panel" hidden><button type="button" id="detail-close" aria-label="close">×</button>
+<h3 id="detail-title"></h3><dl id="detail-body"></dl></aside>
+"""
+    parts = {"TITLE": esc_html(data["title"]), "CSS": _static("style.css"), "BODY": body,
+             "DATA": json_for_html(data), "JS": _static("app.js")}
+    return re.sub(r"\{\{(TITLE|CSS|BODY|DATA|JS)\}\}", lambda m: parts[m.group(1)], _static("index.html"))
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def default_out() -> Path:
+    from bench.paths import bench_home
+
+    return bench_home() / "leaderboard"
+
+
+def build_site(out: str | Path | None = None, results: pd.DataFrame | None = None,
+               registered: dict | None = None) -> Path:
+    """Write index.html and data.json to `out` (default BENCH_HOME/leaderboard); returns index.html."""
+    from bench.io import atomic_path
+    from leaderboard.tables import load_results
+
+    out = Path(out) if out is not None else default_out()
+    if results is None:
+        results = load_results()
+    data = _clean(build_data(results, registered))
+    page = render_page(data)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "data.json") as tmp:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False), encoding="utf-8")
+    with atomic_path(out / "index.html") as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    for name in ("data.json", "index.html"):
+        (out / name).chmod(0o644)  # a static site is meant to be read (atomic temp files are 0600)
+    return out / "index.html"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # one line per request is noise here
+        pass
+
+
+def make_server(directory: str | Path, port: int = 8000, host: str = "127.0.0.1") -> http.server.ThreadingHTTPServer:
+    """An http.server for the site folder (port 0 picks a free port: see `server_address`)."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    return http.server.ThreadingHTTPServer((host, port), handler)
+
+
+def serve(directory: str | Path, port: int = 8000, host: str = "127.0.0.1") -> None:
+    """Serve the built site until interrupted (a convenience: file:// works as well)."""
+    with make_server(directory, port, host) as httpd:
+        print(f"leaderboard at http://{host}:{httpd.server_address[1]}/ (Ctrl-C stops)", flush=True)
+        try:
+            httpd.serve_forever()
+        except KeyboardInterrupt:
+            pass
+
+
+__all__ = ["RANK_METHOD", "build_data", "build_site", "json_for_html", "make_server", "render_page", "serve",
+           "svg_bars"]
