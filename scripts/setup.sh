@@ -23,4 +23,6 @@ if ! ldconfig -p 2>/dev/null | grep -qE 'libEGL\.so\.1|libOSMesa\.so'; then
     echo "warning: no EGL/OSMesa library found; install Mesa (libegl1 libegl-mesa0 or libosmesa6) to render the synthetic scenes" >&2
   fi
 fi
+# Headless Chromium for the leaderboard browser test (Debian packages; skipped with a warning if impossible).
+bash scripts/setup-browser.sh >/dev/null || echo "warning: chromium could not be installed; the browser test will skip" >&2
 echo "setup done: $(.venv/bin/python -c 'import torch, torchvision; print(f"torch {torch.__version__}, torchvision {torchvision.__version__}")')"
