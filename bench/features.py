@@ -14,11 +14,11 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from bench.encoders.base import Encoder, EncoderOutput
@@ -73,25 +73,37 @@ class Extractor:
     batch_size: int = 64
     num_workers: int = 1
 
+    def loader(self, dataset: Dataset, batch_sampler=None) -> DataLoader:
+        kwargs = dict(batch_sampler=batch_sampler) if batch_sampler is not None else \
+            dict(batch_size=self.batch_size, shuffle=False)
+        return DataLoader(dataset, num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
+                          prefetch_factor=4 if self.num_workers else None, **kwargs)
+
     @torch.inference_mode()
-    def run(self, dataset: Dataset, spec: FeatureSpec, *, desc: str = "extract",
-            on_batch: Callable[[dict[str, torch.Tensor]], None] | None = None,
-            progress: bool = True) -> dict[str, torch.Tensor]:
-        """Extract features for a whole dataset (fp16, on the CPU), in dataset order."""
+    def batches(self, loader: DataLoader, spec: FeatureSpec) -> Iterator[dict[str, torch.Tensor]]:
+        """Features (fp16, CPU) batch by batch, in loader order."""
         self.encoder.to(self.device)
-        loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False,
-                            num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
-                            persistent_workers=False, prefetch_factor=4 if self.num_workers else None)
-        chunks: dict[str, list[torch.Tensor]] = {}
-        for images, *_ in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+        for images, *_ in loader:
             with autocast_for(self.device):
                 out = self.encoder(images.to(self.device, non_blocking=True), n_last_blocks=spec.n_last_blocks)
-            feats = {k: v.to("cpu", torch.float16) for k, v in select_features(out, spec).items()}
-            if on_batch:
-                on_batch(feats)
+            yield {k: v.to("cpu", torch.float16) for k, v in select_features(out, spec).items()}
+
+    def run(self, dataset: Dataset, spec: FeatureSpec, *, desc: str = "extract",
+            progress: bool = True) -> dict[str, torch.Tensor]:
+        """Extract features for a whole dataset (fp16, on the CPU), in dataset order."""
+        chunks: dict[str, list[torch.Tensor]] = {}
+        bar = tqdm(total=len(dataset), desc=desc, unit="img", disable=not progress, leave=False)
+        for feats in self.batches(self.loader(dataset), spec):
             for k, v in feats.items():
                 chunks.setdefault(k, []).append(v)
+            bar.update(next(iter(feats.values())).shape[0])
+        bar.close()
         return {k: torch.cat(v) for k, v in chunks.items()}
+
+
+def shard_batches(shards: list[tuple[int, int]], batch_size: int) -> list[list[int]]:
+    """Index batches that never straddle a shard boundary, so each shard can be written when complete."""
+    return [list(range(b, min(b + batch_size, e))) for s, e in shards for b in range(s, e, batch_size)]
 
 
 @dataclass
@@ -132,11 +144,20 @@ class FeatureCache:
             todo = [(i, s, e) for i, (s, e) in enumerate(shards) if not (folder / f"part-{i:05d}.safetensors").exists()]
             self.stats.reused += n - sum(e - s for _, s, e in todo)
             bar = tqdm(total=sum(e - s for _, s, e in todo), desc=desc, unit="img", disable=not progress, leave=False)
+            # One loader streams every missing shard (workers start once); a shard is written as it completes.
+            loader = extractor.loader(dataset, shard_batches([(s, e) for _, s, e in todo], extractor.batch_size))
+            stream = extractor.batches(loader, spec)
             for i, s, e in todo:
-                feats = extractor.run(Subset(dataset, range(s, e)), spec, progress=False,
-                                      on_batch=lambda f: bar.update(next(iter(f.values())).shape[0]))
+                parts: dict[str, list[torch.Tensor]] = {}
+                got = 0
+                while got < e - s:
+                    feats = next(stream)
+                    for k, v in feats.items():
+                        parts.setdefault(k, []).append(v)
+                    got += next(iter(feats.values())).shape[0]
+                    bar.update(next(iter(feats.values())).shape[0])
                 with atomic_path(folder / f"part-{i:05d}.safetensors") as tmp:
-                    save_file({k: v.contiguous() for k, v in feats.items()}, str(tmp))
+                    save_file({k: torch.cat(v).contiguous() for k, v in parts.items()}, str(tmp))
                 self.stats.extracted += e - s
             bar.close()
             write_json(index, {"n": n, "shards": len(shards), "spec": asdict(spec)})
