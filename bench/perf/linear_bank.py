@@ -1,0 +1,57 @@
+"""The linear grid (52 heads) as one bank against a single head and against 52 separately run heads.
+
+Synthetic fp16 features of ImageNet size per step (last 4 blocks' CLS + avg-pooled patches,
+D=768, 1000 classes, batch 1024; `--quick`: D=384, 100 classes, batch 256). Every variant reads
+its batches through the same `CachedFeatures` gather, so the rows compare the heads' own cost.
+The bank does 156/1 (vs the last-CLS head) or 156/5 (vs the 4-block + avgpool head) times the
+matmul FLOPs of a single head by construction (sum of the 52 heads' input widths, in units of D):
+where the step is compute-bound (CPU) that FLOP ratio is the floor, and where per-step overheads
+dominate (GPU) the bank approaches the cost of one head.
+"""
+from __future__ import annotations
+
+import torch
+
+from bench.perf import PerfRow, perf_case, timed
+
+
+@perf_case("linear bank")
+def linear_bank(args) -> list[PerfRow]:
+    from bench.features import resolve_device
+    from heads.linear import CachedFeatures, HeadSpec, LinearBank, head_grid
+
+    device = resolve_device(args.device)
+    dim, classes, batch, steps = (384, 100, 256, 4) if args.quick else (768, 1000, 1024, 2)
+    n = batch * (steps + 1)
+    g = torch.Generator().manual_seed(0)
+    feats = {"cls": torch.randn(n, 4, dim, generator=g).half(), "avgpool": torch.randn(n, 4, dim, generator=g).half()}
+    labels = torch.randint(0, classes, (n,), generator=g)
+    data = CachedFeatures(feats, labels, 4, True, device)
+
+    def step_time(bank: LinearBank) -> float:
+        bank.to(device)
+
+        def run():
+            for _, (cls, avg, y) in zip(range(steps), data.epoch(batch, 0, 0)):
+                bank.train_step(cls, avg, y, 1.0)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
+        run()  # warm-up (allocations, momentum buffers)
+        return timed(run, repeats=2 if not args.quick else 3) / steps
+
+    specs = head_grid()
+    t_bank = step_time(LinearBank(specs, dim, classes))
+    singles = {key: step_time(LinearBank([HeadSpec(key[0], key[1], 1e-3)], dim, classes))
+               for key in [(1, False), (1, True), (4, False), (4, True)]}
+    t_separate = sum(13 * t for t in singles.values())  # 13 learning rates per feature configuration
+    width = sum(s.n_blocks + int(s.avgpool) for s in specs)
+    where = f"{device.type}, {torch.get_num_threads()} threads, D={dim} C={classes} batch={batch}"
+    return [
+        PerfRow("linear bank (52 heads) vs one head (last CLS)", t_bank / singles[(1, False)], 2.0,
+                f"{t_bank * 1000:.0f} vs {singles[(1, False)] * 1000:.0f} ms/step; FLOP ratio {width}x; {where}"),
+        PerfRow("linear bank vs one 4-block+avgpool head", t_bank / singles[(4, True)], None,
+                f"{t_bank * 1000:.0f} vs {singles[(4, True)] * 1000:.0f} ms/step; FLOP ratio {width / 5:.1f}x"),
+        PerfRow("linear bank vs 52 separately trained heads", t_bank / t_separate, 1.0,
+                f"{t_bank * 1000:.0f} vs {t_separate * 1000:.0f} ms/step (13 x each single-head configuration)"),
+    ]
