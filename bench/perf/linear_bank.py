@@ -55,3 +55,46 @@ def linear_bank(args) -> list[PerfRow]:
         PerfRow("linear bank vs 52 separately trained heads", t_bank / t_separate, 1.0,
                 f"{t_bank * 1000:.0f} vs {t_separate * 1000:.0f} ms/step (13 x each single-head configuration)"),
     ]
+
+
+@perf_case("linear grid end to end")
+def linear_grid_end_to_end(args) -> list[PerfRow]:
+    """The DINOv2 trick as it is used: one backbone forward per batch feeds every head (the augmented
+    protocol, where each epoch runs the encoder). Grid = forward + 52-head bank step; one
+    configuration = forward + one head step; same images, same encoder."""
+    from bench.encoders import load_encoder
+    from bench.encoders.zoo._common import timm_encoder
+    from bench.features import resolve_device
+    from heads.linear import HeadSpec, LinearBank, head_grid
+
+    device = resolve_device(args.device)
+    if args.quick:
+        encoder, label, batch, classes = load_encoder("vit-tiny"), "vit-tiny", 32, 100
+    else:
+        encoder = timm_encoder("vit_base_patch16_224", "vit-base-random", None, 0, resolution=224,
+                               mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+        label, batch, classes = "ViT-B/16 random-init", 64, 1000
+    encoder = encoder.eval().to(device)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, 3, 224, 224, generator=g).to(device)
+    targets = torch.randint(0, classes, (batch,), generator=g).to(device)
+
+    def step_time(bank: LinearBank) -> float:
+        bank.to(device)
+
+        def run():
+            with torch.inference_mode():
+                out = encoder(images, n_last_blocks=4)
+            cls = torch.stack([b.cls for b in out.blocks], 1).clone()
+            avg = torch.stack([b.patches.mean(dim=(1, 2)) for b in out.blocks], 1).clone()
+            bank.train_step(cls, avg, targets, 1.0)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
+        run()
+        return timed(run, repeats=3)
+
+    t_grid = step_time(LinearBank(head_grid(), encoder.embed_dim, classes))
+    t_one = step_time(LinearBank([HeadSpec(1, False, 1e-3)], encoder.embed_dim, classes))
+    return [PerfRow(f"linear grid vs one config, with forward ({label})", t_grid / t_one, 2.0,
+                    f"{t_grid * 1000:.0f} vs {t_one * 1000:.0f} ms per batch of {batch}, {classes} classes")]
