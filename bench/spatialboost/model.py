@@ -1,0 +1,206 @@
+"""The SpatialBoost VLM: vision encoder f_V -> projector g_P ("mlp2x_gelu") -> causal LLM f_L.
+
+Visual tokens are the encoder's patch tokens from one block (`vision_layer`, -1 = last; the
+`Encoder` interface applies the final norm, CLS and register tokens are dropped). They are spliced
+into the text embeddings in place of the image placeholder token: one placeholder per image,
+several images per sample, images in the order of the placeholders. Spliced positions get label
+-100, so the loss is autoregressive SFT on the assistant tokens only (labels from the collator).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.encoders.base import Encoder
+from bench.errors import BenchError
+
+IGNORE_INDEX = -100
+TINY_LLM = "qwen2-tiny"
+PAPER_LLM = "Qwen/Qwen2-7B"  # paper §3.1; any local Qwen2/causal-LM folder works via --llm PATH
+
+
+class MissingLLMError(BenchError):
+    """The requested LLM's weights are not on this machine."""
+
+
+class UnsupervisedSampleError(BenchError):
+    """A sample lost every supervised token (LLaVA's silent loss-0 failure mode): never train on it."""
+
+
+@dataclass
+class TinyLLMConfig:
+    """Random-init Qwen2-architecture LLM for the offline default (vocab = the project's tokenizer)."""
+
+    hidden_size: int = 192
+    num_layers: int = 3
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 512
+    max_positions: int = 4096
+
+
+def build_projector(vision_dim: int, llm_dim: int, kind: str = "mlp2x_gelu") -> nn.Module:
+    """LLaVA-1.5's projector: Linear(d_v, d_l) -> GELU -> Linear(d_l, d_l)."""
+    if kind == "mlp2x_gelu":
+        return nn.Sequential(nn.Linear(vision_dim, llm_dim), nn.GELU(), nn.Linear(llm_dim, llm_dim))
+    if kind == "linear":
+        return nn.Linear(vision_dim, llm_dim)
+    raise ValueError(f"unknown projector {kind!r} (mlp2x_gelu | linear)")
+
+
+def build_tiny_llm(vocab_size: int, cfg: TinyLLMConfig | None = None, seed: int = 0, *, pad_token_id=None,
+                   bos_token_id=None, eos_token_id=None) -> nn.Module:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    cfg = cfg or TinyLLMConfig()
+    config = Qwen2Config(
+        vocab_size=int(vocab_size), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=cfg.max_positions, tie_word_embeddings=True, rope_theta=10000.0,
+        pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, use_cache=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config)
+    return model
+
+
+def resolve_llm_path(spec: str) -> Path:
+    """`spec` = a local folder with config.json + weights, or a HF repo id already in the local cache."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise MissingLLMError(f"LLM folder {path} has no config.json")
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(spec, local_files_only=True))
+    except Exception as exc:  # noqa: BLE001 - any failure means: not available offline
+        raise MissingLLMError(
+            f"LLM weights for {spec!r} are not on this machine (no such folder, not in the Hugging Face cache: "
+            f"{type(exc).__name__}). Download them (e.g. `huggingface-cli download {spec}`) or pass "
+            f"--llm /path/to/model_folder; for the offline toy run use --llm {TINY_LLM}.") from exc
+
+
+def load_pretrained_llm(spec: str, dtype: torch.dtype | None = None):
+    """(model, tokenizer) of a pretrained causal LM, offline only."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_llm_path(spec)
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=dtype or torch.float32)
+    model.config.use_cache = False
+    return model, tokenizer
+
+
+class SpatialVLM(nn.Module):
+    """f_L(splice(text, g_P(f_V(images)))) with the SFT loss on assistant tokens."""
+
+    def __init__(self, encoder: Encoder, llm: nn.Module, image_token_id: int, *, vision_layer: int = -1,
+                 projector: str = "mlp2x_gelu"):
+        super().__init__()
+        if vision_layer >= 0 or -vision_layer > encoder.num_blocks:
+            raise ValueError(f"vision_layer must be in -1..-{encoder.num_blocks}, got {vision_layer}")
+        self.encoder = encoder
+        self.llm = llm
+        self.image_token_id = int(image_token_id)
+        self.vision_layer = vision_layer
+        llm_dim = llm.get_input_embeddings().embedding_dim
+        self.projector = build_projector(encoder.embed_dim, llm_dim, projector)
+        self.projector_kind = projector
+        emb = llm.get_input_embeddings().num_embeddings
+        if not 0 <= self.image_token_id < emb:
+            raise ValueError(f"image token id {image_token_id} is outside the LLM vocabulary ({emb})")
+
+    # --------------------------------------------------------------------------------- vision
+    def visual_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) -> (N, h*w, d_llm)."""
+        out = self.encoder(images, n_last_blocks=-self.vision_layer)
+        patches = out.blocks[0].patches  # oldest of the last k = the requested block
+        feats = patches.flatten(1, 2)
+        return self.projector(feats.to(next(self.projector.parameters()).dtype))
+
+    # ------------------------------------------------------------------------------- splicing
+    def splice(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None,
+               visual: torch.Tensor, images_per_sample: list[int] | None = None):
+        """Replace each image placeholder by its T visual tokens.
+
+        `visual` is (N_images, T, D), images in row-major placeholder order (sample 0's first).
+        Returns (inputs_embeds, attention_mask, labels, position_ids), as long as the longest row's
+        last attended token; shorter rows are padded at the end (embedding 0, mask 0, label -100).
+        """
+        B, L = input_ids.shape
+        is_img = input_ids == self.image_token_id
+        counts = is_img.sum(dim=1)
+        n_img, T, D = visual.shape
+        if int(counts.sum()) != n_img:
+            raise ValueError(f"{int(counts.sum())} image placeholders in the batch but {n_img} images "
+                             "(was an image token truncated away?)")
+        if images_per_sample is not None and counts.tolist() != list(images_per_sample):
+            raise ValueError(f"placeholders per sample {counts.tolist()} != images per sample {images_per_sample}")
+        width = torch.where(is_img, T, 1)
+        end = width.cumsum(dim=1)
+        start = end - width
+        total = end[:, -1]
+        new_len = int(total.max())
+        embed = self.llm.get_input_embeddings()
+        text_ids = input_ids.masked_fill(is_img, 0)
+        text_emb = embed(text_ids)
+        out = text_emb.new_zeros(B, new_len, D)
+        rows = torch.arange(B, device=input_ids.device)[:, None].expand(B, L)
+        txt = ~is_img
+        out[rows[txt], start[txt]] = text_emb[txt].to(out.dtype)
+        new_mask = attention_mask.new_zeros(B, new_len)
+        new_mask[rows[txt], start[txt]] = attention_mask[txt]
+        new_labels = None
+        if labels is not None:
+            new_labels = labels.new_full((B, new_len), IGNORE_INDEX)
+            new_labels[rows[txt], start[txt]] = labels[txt]
+        if n_img:
+            img_rows, img_cols = is_img.nonzero(as_tuple=True)  # row-major == image order
+            offs = torch.arange(T, device=input_ids.device)
+            r = img_rows[:, None].expand(n_img, T)
+            c = start[img_rows, img_cols][:, None] + offs
+            out[r, c] = visual.to(out.dtype)
+            new_mask[r, c] = attention_mask[img_rows, img_cols][:, None].expand(n_img, T)
+        # drop trailing columns that are padding in every row (padding tokens widened nothing)
+        keep = int((new_mask != 0).any(dim=0).nonzero().max()) + 1 if bool((new_mask != 0).any()) else new_len
+        out, new_mask = out[:, :keep], new_mask[:, :keep]
+        new_labels = new_labels[:, :keep] if new_labels is not None else None
+        position_ids = (new_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+        return out, new_mask, new_labels, position_ids
+
+    # -------------------------------------------------------------------------------- forward
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+                images: list[torch.Tensor], check_supervision: bool = True) -> dict[str, torch.Tensor]:
+        if check_supervision:
+            supervised = (labels != IGNORE_INDEX).sum(dim=1)
+            if bool((supervised == 0).any()):
+                bad = (supervised == 0).nonzero().flatten().tolist()
+                raise UnsupervisedSampleError(
+                    f"samples {bad} of the batch have no supervised (assistant) token left after tokenisation/"
+                    "truncation: their loss would silently be 0. Fix the data or raise max_length.")
+        per_sample = [int(im.shape[0]) for im in images]
+        device = input_ids.device
+        if sum(per_sample):
+            pixels = torch.cat([im for im in images if im.shape[0]], dim=0).to(device)
+            visual = self.visual_tokens(pixels)
+        else:
+            d = self.llm.get_input_embeddings().embedding_dim
+            visual = torch.zeros(0, 1, d, device=device)
+        embeds, mask, new_labels, pos = self.splice(input_ids, attention_mask, labels, visual, per_sample)
+        logits = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos).logits
+        shift_logits = logits[:, :-1].float()
+        shift_labels = new_labels[:, 1:]
+        n_tok = (shift_labels != IGNORE_INDEX).sum()
+        loss = F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
+                               ignore_index=IGNORE_INDEX, reduction="sum") / n_tok.clamp(min=1)
+        return {"loss": loss, "n_supervised": n_tok, "n_tokens": mask.sum()}
+
+
+__all__ = ["IGNORE_INDEX", "MissingLLMError", "PAPER_LLM", "SpatialVLM", "TINY_LLM", "TinyLLMConfig",
+           "UnsupervisedSampleError", "build_projector", "build_tiny_llm", "load_pretrained_llm", "resolve_llm_path"]
