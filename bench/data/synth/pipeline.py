@@ -10,6 +10,8 @@ import math
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -163,9 +165,21 @@ def generate(preset: str = "tiny", out: str | Path | None = None, seed: int = 0,
 
 
 def ensure(preset: str = "tiny", root: str | Path | None = None, seed: int = 0, progress: bool = True) -> Path:
-    """Generate the preset if it is missing (or stale) and return its root folder."""
+    """Generate the preset if it is missing (or stale) and return its root folder.
+
+    Generation runs in a child process: an OpenGL (EGL/OSMesa) context left in a long-lived process
+    that later imports triton / torchvision.transforms.v2 crashes it (seen with Mesa here), and the
+    benchmark and trainer processes must stay clean.
+    """
     root = Path(root) if root is not None else default_root(preset)
-    generate(preset, root, seed=seed, progress=progress)
+    get_preset(preset)  # unknown presets fail here, with the list
+    if _manifest_matches(root, preset, int(seed)) is None:
+        cmd = [sys.executable, "-m", "bench.data.synth", "--preset", preset, "--out", str(root), "--seed", str(seed)]
+        if not progress:
+            cmd.append("--no-progress")
+        done = subprocess.run(cmd)
+        if done.returncode != 0:
+            raise RuntimeError(f"synthetic scene generation failed (exit {done.returncode}): {' '.join(cmd)}")
     return root
 
 
