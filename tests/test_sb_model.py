@@ -287,14 +287,25 @@ def test_checkpoint_round_trip_is_exact(monkeypatch):
         load_encoder("vit-tiny+sb", weights=other)
 
 
-def test_missing_checkpoint_without_data_is_a_clear_error():
+def test_missing_checkpoint_that_cannot_be_trained_is_a_clear_error():
     from bench.encoders import load_encoder
     from bench.errors import NotTrainedError
 
+    # a pretrained base whose weights are absent: no checkpoint, and no way to train one here
     with pytest.raises(NotTrainedError) as info:
-        load_encoder("vit-tiny+sb")
+        load_encoder("dinov2-vits14+sb")
     msg = str(info.value)
-    assert "no SpatialBoost checkpoint" in msg and "training data" in msg and "bench sb train" in msg
+    assert "no SpatialBoost checkpoint" in msg and "base encoder weights" in msg and "bench sb train" in msg
+    assert "timm/vit_small_patch14_dinov2.lvd142m" in msg
+
+
+def test_autotrain_off_is_a_clear_error(monkeypatch):
+    from bench.encoders import load_encoder
+    from bench.errors import NotTrainedError
+
+    monkeypatch.setenv("BENCH_SB_AUTOTRAIN", "0")
+    with pytest.raises(NotTrainedError, match="bench sb train --encoder vit-tiny --stage all"):
+        load_encoder("vit-tiny+sb")
 
 
 def test_missing_llm_is_named(monkeypatch):
