@@ -74,6 +74,9 @@ class SegConfig:
     fast_stride_frac: float = 1.0  # slide stride / crop at test time (faithful: 341/512); 1.0 = tiling, ~2x cheaper
     holdout_frac: float = 0.1
     examples: int = 4  # val images in the overlay picture
+    # synthetic +ms twin only: test on this many evenly spaced val images (10 TTA views each cost ~2 s
+    # per image on a CPU); the majority baseline uses the same images. None = the whole val split.
+    synthetic_ms_max_val: int | None = 32
 
     @classmethod
     def from_env(cls, **overrides) -> "SegConfig":
@@ -123,8 +126,11 @@ def evaluate_segmentation(ctx, root: Path, *, kind: str, multiscale: bool, cfg: 
     t0 = time.perf_counter()
     trained = (train_fast if cfg.variant == "fast" else train_faithful)(ctx, data, cfg, n_last)
     t_train = time.perf_counter() - t0
-    metrics, per_class, examples = run_test(ctx, trained, data, cfg, multiscale)
-    baseline = majority_baseline(data, trained.majority_class)
+    n_val = len(data.dataset("val", [dict(type="LoadAnnotations")]))
+    cap = cfg.synthetic_ms_max_val if (multiscale and kind == "synth-ade") else None
+    val_idx = None if cap is None or n_val <= cap else np.linspace(0, n_val - 1, cap).round().astype(int).tolist()
+    metrics, per_class, examples = run_test(ctx, trained, data, cfg, multiscale, val_idx)
+    baseline = majority_baseline(data, trained.majority_class, val_idx)
     t_all = time.perf_counter() - t0
     classes = data.metainfo()["classes"]
     ctx.log_params(
@@ -132,6 +138,7 @@ def evaluate_segmentation(ctx, root: Path, *, kind: str, multiscale: bool, cfg: 
         head=f"Dropout2d({cfg.dropout})-BN-conv1x1-bilinear", num_classes=len(classes),
         test_tta=(f"multiscale{list(cfg.ms_ratios)}+flip(SegTTAModel softmax mean)" if multiscale else "none"),
         majority_class=f"{trained.majority_class}:{classes[trained.majority_class]}",
+        val_images=(f"{n_val} (all)" if val_idx is None else f"{len(val_idx)} of {n_val}, evenly spaced"),
         train_seconds=round(t_train, 1), eval_seconds=round(t_all - t_train, 1), **trained.params)
     if ctx.artifacts_dir is not None:
         from bench.io import write_json
@@ -383,7 +390,7 @@ def per_class_table(metric) -> dict:
 
 
 @torch.no_grad()
-def run_test(ctx, trained: Trained, data, cfg: SegConfig, multiscale: bool):
+def run_test(ctx, trained: Trained, data, cfg: SegConfig, multiscale: bool, indices=None):
     """Val split on the fly through mmseg's test pipeline (TTA for +ms) and IoUMetric."""
     from mmengine.dataset import pseudo_collate
     from mmseg.evaluation import IoUMetric
@@ -392,6 +399,10 @@ def run_test(ctx, trained: Trained, data, cfg: SegConfig, multiscale: bool):
     from tqdm.auto import tqdm
 
     dataset = data.dataset("val", test_pipeline(cfg, trained.test_size, multiscale), test_mode=True)
+    if indices is not None:
+        from torch.utils.data import Subset
+
+        dataset = Subset(dataset, indices)
     workers = getattr(ctx.extractor, "num_workers", 0)
     loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=workers, collate_fn=pseudo_collate)
     model = trained.model.eval()
@@ -413,7 +424,7 @@ def run_test(ctx, trained: Trained, data, cfg: SegConfig, multiscale: bool):
     return _quiet_compute(metric), per_class, examples
 
 
-def majority_baseline(data, majority: int) -> float:
+def majority_baseline(data, majority: int, indices=None) -> float:
     """IoUMetric mIoU of the constant prediction `majority` over the val annotations."""
     from mmseg.evaluation import IoUMetric
 
@@ -421,7 +432,7 @@ def majority_baseline(data, majority: int) -> float:
 
     metric = IoUMetric(iou_metrics=["mIoU"], prefix="seg")
     metric.dataset_meta = data.metainfo()
-    for seg in load_label_maps(data, "val"):
+    for seg in load_label_maps(data, "val", indices=indices):
         gt = torch.from_numpy(seg.astype(np.int64))
         metric.process({}, [{"pred_sem_seg": {"data": torch.full_like(gt, majority)}, "gt_sem_seg": {"data": gt}}])
     return float(_quiet_compute(metric)["mIoU"])
