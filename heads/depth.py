@@ -1,0 +1,418 @@
+"""Depth probes on frozen features (DINOv2 / DINOv3 depth protocol): depth as classification over
+uniform bins, the scale-invariant log loss, the linear (BN + 1x1 conv) head, and a bank trainer that
+fits many heads (learning rates x layer choices, or DPT heads) on one pass over cached features.
+
+Why a bank: every head sees the same batches in the same order, so the batch is prepared once; linear
+heads that read the same layers are stacked into one module (one normalisation, one batched matmul
+for all learning rates), which is what makes a grid cost little more than one head on a GPU. Each head
+keeps its own parameters, AdamW state, learning rate, gradient clipping and loss, so a bank member is
+the head one gets by training it alone with the same seed (tests check this).
+
+Feature layout everywhere: patches (B, h, w, L, D) — the last L blocks, oldest first — and cls (B, L, D).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+
+# --- depth from bins ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BinSpec:
+    """Depth as a classification over `n_bins` uniform bins in [min_depth, max_depth] (AdaBins "UD")."""
+
+    n_bins: int = 256
+    min_depth: float = 1e-3
+    max_depth: float = 10.0
+    norm: str = "linear"  # linear: relu(l)+0.1 then divide by the sum (DINOv2/DINOv3 default) | softmax
+
+    def centers(self, device=None) -> torch.Tensor:
+        return torch.linspace(self.min_depth, self.max_depth, self.n_bins, device=device)
+
+
+def bins_to_depth(logits: torch.Tensor, spec: BinSpec, dim: int = -3) -> torch.Tensor:
+    """Logits with the bins along `dim` (default (..., n_bins, H, W)) -> depth with that dim of size 1:
+    the probability-weighted mean of the bin centres.
+
+    "linear" (DINOv2/DINOv3, after AdaBins): p_k = (relu(l_k) + 0.1) / sum_j (relu(l_j) + 0.1). The
+    weighted mean is evaluated as (b.r + 0.1 sum b) / (1.r + 0.1 K) with r = relu(l) — the same
+    number without materialising the normalised map (less memory traffic at 256 bins)."""
+    centers = spec.centers(logits.device).to(logits.dtype)
+    last = dim in (-1, logits.dim() - 1)
+    shape = [1] * logits.dim()
+    shape[dim] = -1
+    if spec.norm == "linear":
+        r = torch.relu(logits)
+        dot = (r @ centers).unsqueeze(-1) if last else (r * centers.view(shape)).sum(dim, keepdim=True)
+        num = dot + 0.1 * centers.sum()
+        den = r.sum(dim, keepdim=True) + 0.1 * spec.n_bins
+        return num / den
+    if spec.norm == "softmax":
+        p = torch.softmax(logits, dim=dim)
+        return (p @ centers).unsqueeze(-1) if last else (p * centers.view(shape)).sum(dim, keepdim=True)
+    raise ValueError(f"unknown bin normalisation {spec.norm!r}")
+
+
+# --- loss ----------------------------------------------------------------------------------------------
+
+SIGLOSS_LAMBDA, SIGLOSS_EPS = 0.15, 1e-3
+
+
+def sigloss(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None, *, lam: float = SIGLOSS_LAMBDA,
+            eps: float = SIGLOSS_EPS, warmup: bool = False, reduce_dims: int | None = None) -> torch.Tensor:
+    """Scale-invariant log loss as in DINOv2's depth code (SigLoss, after AdaBins / BTS):
+
+        g = log(pred + eps) - log(gt + eps) over the valid pixels (gt > 0) of the whole batch
+        loss = sqrt(var(g) + 0.15 * mean(g)^2)          (var unbiased, eps = 1e-3)
+        warm-up (DINOv2's first 100 iterations): sqrt(0.15 * mean(g)^2)
+
+    `pred` may carry leading head dimensions (K, B, 1, H, W) against gt (B, 1, H, W): one loss per head.
+    Masked sums rather than boolean indexing: the same value without a data-dependent gather."""
+    if valid is None:
+        valid = gt > 0
+    m = valid.to(pred.dtype)
+    dims = tuple(range(pred.dim() - gt.dim(), pred.dim())) if reduce_dims is None else reduce_dims
+    n = m.sum()
+    one = torch.ones((), dtype=pred.dtype, device=pred.device)
+    # invalid pixels are replaced by 1 before the logs, so no inf/NaN reaches the sums or the gradient
+    g = (torch.log(torch.where(valid, pred, one) + eps) - torch.log(torch.where(valid, gt, one) + eps)) * m
+    mean = g.sum(dims) / n
+    if warmup:
+        return torch.sqrt(lam * mean ** 2)
+    centred = (g - mean.reshape(mean.shape + (1,) * gt.dim())) * m
+    var = (centred ** 2).sum(dims) / (n - 1)
+    return torch.sqrt(var + lam * mean ** 2)
+
+
+# --- heads ---------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Build modules under a fixed CPU RNG (restored afterwards): a head's initial weights depend only
+    on its seed and shape, not on how many heads were built before it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _batch_stats(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor, training: bool,
+                 count: int, momentum: float = 0.1, eps: float = 1e-5) -> torch.Tensor:
+    """BatchNorm's normalisation (no affine) over rows of (N, C); the running variance uses `count`
+    samples for its unbiased correction (CLS channels stand for `count` broadcast positions)."""
+    if training:
+        var, mean = torch.var_mean(x, 0, unbiased=False)
+        with torch.no_grad():
+            running_mean.lerp_(mean, momentum)
+            running_var.lerp_(var * count / max(count - 1, 1), momentum)
+    else:
+        mean, var = running_mean, running_var
+    return (x - mean) * torch.rsqrt(var + eps)
+
+
+class LinearDepthHeads(nn.Module):
+    """K stacked DINOv2 "linear" / "linear4" depth heads (BNHead) reading the same layers: patch tokens
+    of the last `n_layers` blocks, each concatenated with its block's CLS token -> BatchNorm -> 1x1 conv
+    to `n_bins` logits -> x`upsample` bilinear -> bins -> depth. K = 1 is a single head.
+
+    Evaluated at the patch grid: the 1x1 conv and BN's affine map commute with bilinear upsampling, so
+    conv-then-upsample equals DINOv2's upsample-then-conv; the one difference is that the BN batch
+    statistics come from the patch tokens rather than the 4x-upsampled map. The CLS half of the conv is
+    evaluated once per image rather than at every position (same numbers). The BN normalisation is
+    shared by the K members (their batch statistics are identical); each member's BN affine is folded
+    into its conv weights, which is the same function.
+    """
+
+    def __init__(self, embed_dim: int, n_layers: int = 1, use_cls: bool = True, bins: BinSpec = BinSpec(),
+                 upsample: int = 4, use_bn: bool = True, k: int = 1, seed: int = 0):
+        super().__init__()
+        self.n_layers, self.use_cls, self.bins, self.upsample, self.use_bn, self.k = (
+            n_layers, use_cls, bins, upsample, use_bn, k)
+        c = n_layers * embed_dim
+        fan_in = c * (2 if use_cls else 1)
+        bound = 1 / math.sqrt(fan_in)  # nn.Conv2d's default init for the full (patch [+ CLS]) 1x1 conv
+        w_p, w_c, b = [], [], []
+        for _ in range(k):  # every member starts from the same seed: its weights do not depend on K
+            with seeded(seed):
+                w_p.append(torch.empty(bins.n_bins, c).uniform_(-bound, bound))
+                w_c.append(torch.empty(bins.n_bins, c).uniform_(-bound, bound))
+                b.append(torch.empty(bins.n_bins).uniform_(-bound, bound))
+        self.w_patch = nn.Parameter(torch.stack(w_p))  # (K, n_bins, C)
+        self.w_cls = nn.Parameter(torch.stack(w_c)) if use_cls else None
+        self.bias = nn.Parameter(torch.stack(b))  # (K, n_bins)
+        if use_bn:
+            self.bn_weight_patch = nn.Parameter(torch.ones(k, c))
+            self.bn_bias_patch = nn.Parameter(torch.zeros(k, c))
+            self.register_buffer("bn_mean_patch", torch.zeros(c))
+            self.register_buffer("bn_var_patch", torch.ones(c))
+            if use_cls:
+                self.bn_weight_cls = nn.Parameter(torch.ones(k, c))
+                self.bn_bias_cls = nn.Parameter(torch.zeros(k, c))
+                self.register_buffer("bn_mean_cls", torch.zeros(c))
+                self.register_buffer("bn_var_cls", torch.ones(c))
+
+    def logits(self, patches: torch.Tensor, cls: torch.Tensor | None) -> torch.Tensor:
+        """patches (B, h, w, L, D), cls (B, L, D), L >= n_layers -> (B, h*w, K, n_bins), the layout the
+        matmul produces (bins contiguous)."""
+        b, h, w, L, d = patches.shape
+        k, nb = self.k, self.bins.n_bins
+        xp = patches.reshape(b * h * w, L * d)[:, (L - self.n_layers) * d:]  # a view: last n_layers blocks
+        wp, bias = self.w_patch, self.bias
+        if self.use_bn:
+            xp = _batch_stats(xp, self.bn_mean_patch, self.bn_var_patch, self.training, b * h * w)
+            bias = bias + torch.einsum("koc,kc->ko", wp, self.bn_bias_patch)
+            wp = wp * self.bn_weight_patch[:, None, :]
+        out = xp @ wp.reshape(k * nb, -1).T  # one (B*h*w, K*n_bins) matmul for all members
+        per_image = bias.reshape(1, k * nb)
+        if self.use_cls:
+            xc = cls.reshape(b, L * d)[:, (L - self.n_layers) * d:]
+            wc = self.w_cls
+            if self.use_bn:
+                xc = _batch_stats(xc, self.bn_mean_cls, self.bn_var_cls, self.training, b * h * w)
+                per_image = per_image + torch.einsum("koc,kc->ko", wc, self.bn_bias_cls).reshape(1, k * nb)
+                wc = wc * self.bn_weight_cls[:, None, :]
+            per_image = per_image + xc @ wc.reshape(k * nb, -1).T  # (B, K*n_bins)
+        return (out.reshape(b, h * w, k * nb) + per_image[:, None, :]).reshape(b, h * w, k, nb)
+
+    def forward(self, patches: torch.Tensor, cls: torch.Tensor | None = None) -> torch.Tensor:
+        """-> depth (K, B, 1, H, W) with H, W = upsample x the patch grid."""
+        b, h, w = patches.shape[:3]
+        logits = self.logits(patches, cls)
+        if self.upsample == 1:  # decode along the contiguous bins dimension
+            depth = bins_to_depth(logits, self.bins, dim=-1)  # (B, h*w, K, 1)
+            return depth.permute(2, 0, 3, 1).reshape(self.k, b, 1, h, w)
+        x = logits.permute(2, 0, 3, 1).reshape(self.k * b, -1, h, w)
+        x = F.interpolate(x, scale_factor=self.upsample, mode="bilinear", align_corners=False)
+        return bins_to_depth(x, self.bins).reshape(self.k, b, 1, *x.shape[-2:])
+
+    def member(self, j: int) -> "LinearDepthHeads":
+        """Member j as a stand-alone head (K = 1), weights and BN statistics copied."""
+        one = LinearDepthHeads.__new__(LinearDepthHeads)
+        nn.Module.__init__(one)
+        one.n_layers, one.use_cls, one.bins, one.upsample, one.use_bn, one.k = (
+            self.n_layers, self.use_cls, self.bins, self.upsample, self.use_bn, 1)
+        for name, p in self._parameters.items():
+            if p is not None:
+                one.register_parameter(name, nn.Parameter(p.detach()[j:j + 1].clone()))
+            else:
+                one.register_parameter(name, None)
+        for name, buf in self._buffers.items():
+            one.register_buffer(name, buf.clone())
+        return one.train(self.training)
+
+
+class ModuleBank(nn.Module):
+    """Independent heads (e.g. DPT) behind the bank interface: forward stacks their outputs."""
+
+    def __init__(self, heads: Sequence[nn.Module]):
+        super().__init__()
+        self.heads = nn.ModuleList(heads)
+        self.k = len(self.heads)
+
+    def forward(self, patches: torch.Tensor, cls: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.stack([h(patches, cls) for h in self.heads])
+
+    def member(self, j: int) -> nn.Module:
+        return self.heads[j]
+
+
+# --- the bank ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation of every head in a bank: AdamW (betas 0.9/0.999, wd 1e-2, as DINOv3's depth eval),
+    DINOv2-style schedule (linear warm-up, then linear decay to zero), per-head gradient clipping
+    (DINOv3: 35), SigLoss warm-up iterations (DINOv2: 100 of 38,400)."""
+
+    iterations: int = 2000
+    batch_size: int = 8
+    weight_decay: float = 1e-2
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    warmup_fraction: float = 0.1
+    grad_clip: float | None = 35.0
+    sigloss_warmup: int = 0
+    target_stride: int = 1  # train targets at (input size / stride); 1 = the encoder input resolution
+
+    def lr_factor(self, step: int) -> float:
+        warm = max(1, round(self.warmup_fraction * self.iterations))
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, 1 - (step - warm) / max(1, self.iterations - warm))
+
+    def as_params(self) -> dict:
+        return {f"train.{k}": v for k, v in asdict(self).items()}
+
+
+@dataclass
+class DepthFeatures:
+    """Cached encoder features of one split (as the cache stores them), with depth targets for training."""
+
+    patches: torch.Tensor  # (N, L, h, w, D) fp16
+    cls: torch.Tensor  # (N, L, D) fp16
+    targets: torch.Tensor | None = None  # (N, H, W) integer depth in dataset units (0 = invalid)
+    depth_scale: float = 1.0
+
+    def __len__(self) -> int:
+        return self.patches.shape[0]
+
+    def batch(self, idx: torch.Tensor, device: torch.device | str = "cpu"):
+        """-> patches (B, h, w, L, D) fp32, cls (B, L, D) fp32, target (B, 1, H, W) metres or None."""
+        p = self.patches[idx].to(device, non_blocking=True).permute(0, 2, 3, 1, 4).float()
+        c = self.cls[idx].to(device, non_blocking=True).float()
+        t = None
+        if self.targets is not None:
+            t = self.targets[idx].to(device).float().div_(self.depth_scale).unsqueeze(1)
+        return p, c, t
+
+    def subset(self, idx: Sequence[int]) -> "DepthFeatures":
+        i = torch.as_tensor(list(idx), dtype=torch.long)
+        return DepthFeatures(self.patches[i], self.cls[i], None if self.targets is None else self.targets[i],
+                             self.depth_scale)
+
+
+def batch_order(n: int, batch_size: int, iterations: int, seed: int) -> Iterator[torch.Tensor]:
+    """Shuffled epochs (a fresh permutation each pass), `iterations` batches in all (partial batches
+    at the end of an epoch are dropped)."""
+    g = torch.Generator().manual_seed(seed)
+    bs = min(batch_size, n)
+    done = 0
+    while done < iterations:
+        perm = torch.randperm(n, generator=g)
+        for s in range(0, n - bs + 1, bs):
+            yield perm[s:s + bs]
+            done += 1
+            if done == iterations:
+                return
+
+
+class BankAdamW:
+    """AdamW (torch semantics: decoupled decay, bias-corrected moments) where every parameter carries a
+    per-head learning rate: stacked parameters (K, ...) get a (K, 1, ...) rate, a member's own
+    parameter a scalar. Also clips each head's gradient to its own global norm."""
+
+    def __init__(self, slots: list[tuple[nn.Parameter, torch.Tensor, torch.Tensor]], cfg: TrainConfig, n_heads: int):
+        self.slots = slots  # (param, head ids (K,) or (), base lr broadcastable to param)
+        self.cfg, self.n_heads, self.step_count = cfg, n_heads, 0
+        self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for p, _, _ in slots]
+
+    def clip(self, alive: torch.Tensor) -> None:
+        if not self.cfg.grad_clip:
+            return
+        sq = torch.zeros(self.n_heads, device=alive.device)
+        for p, heads, _ in self.slots:
+            if p.grad is not None:
+                g2 = p.grad.pow(2)
+                sq.index_add_(0, heads.reshape(-1), g2.flatten(1).sum(1) if heads.dim() else g2.sum().reshape(1))
+        coef = (self.cfg.grad_clip / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+        coef = torch.where(alive, coef, torch.zeros_like(coef))  # a diverged head stops moving
+        for p, heads, _ in self.slots:
+            if p.grad is not None:
+                c = coef[heads]
+                p.grad.mul_(c.reshape(c.shape + (1,) * (p.dim() - c.dim())))
+
+    @torch.no_grad()
+    def step(self, factor: float) -> None:
+        self.step_count += 1
+        b1, b2 = self.cfg.betas
+        bc1, bc2 = 1 - b1 ** self.step_count, 1 - b2 ** self.step_count
+        for (p, _, lr), (m, v) in zip(self.slots, self.state):
+            if p.grad is None:
+                continue
+            g = torch.nan_to_num(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
+            lr_t = lr * factor
+            p.mul_(1 - lr_t * self.cfg.weight_decay)
+            m.lerp_(g, 1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            denom = (v.sqrt() / math.sqrt(bc2)).add_(self.cfg.eps)
+            p.sub_(lr_t / bc1 * m / denom)
+
+
+def _slots(banks: Sequence[nn.Module], lrs: Sequence[Sequence[float]], device) -> tuple[list, int]:
+    slots, offset = [], 0
+    for bank, bank_lrs in zip(banks, lrs):
+        lr = torch.tensor(list(bank_lrs), dtype=torch.float32, device=device)
+        if isinstance(bank, ModuleBank):
+            for j, head in enumerate(bank.heads):
+                for p in head.parameters():
+                    slots.append((p, torch.tensor(offset + j, device=device), lr[j]))
+        else:
+            ids = torch.arange(offset, offset + bank.k, device=device)
+            for p in bank.parameters():
+                slots.append((p, ids, lr.reshape((-1,) + (1,) * (p.dim() - 1))))
+        offset += bank.k
+    return slots, offset
+
+
+@dataclass
+class BankResult:
+    losses: list[list[float]] = field(default_factory=list)  # per head, every 10th step
+    diverged: list[bool] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def train_bank(banks: Sequence[nn.Module], lrs: Sequence[Sequence[float]], data: DepthFeatures, cfg: TrainConfig, *,
+               seed: int = 0, device: torch.device | str = "cpu", progress: bool = False,
+               desc: str = "depth heads") -> BankResult:
+    """Train every head of every bank on the same batches (one preparation per batch for all)."""
+    t0 = time.perf_counter()
+    device = torch.device(device)
+    for bank in banks:
+        bank.to(device).train()
+    slots, n_heads = _slots(banks, lrs, device)
+    opt = BankAdamW(slots, cfg, n_heads)
+    alive = torch.ones(n_heads, dtype=torch.bool, device=device)
+    curves: list[list[float]] = [[] for _ in range(n_heads)]
+    bar = tqdm(total=cfg.iterations, desc=desc, unit="it", disable=not progress, leave=False)
+    for step, idx in enumerate(batch_order(len(data), cfg.batch_size, cfg.iterations, seed)):
+        patches, cls, target = data.batch(idx, device)
+        valid = target > 0
+        for p, _, _ in slots:
+            p.grad = None
+        head_losses = []
+        for bank in banks:
+            pred = bank(patches, cls)  # (K, B, 1, h, w)
+            k, b = pred.shape[:2]
+            pred = F.interpolate(pred.flatten(0, 1), size=target.shape[-2:], mode="bilinear", align_corners=False)
+            head_losses.append(sigloss(pred.reshape(k, b, *pred.shape[1:]), target, valid,
+                                       warmup=step < cfg.sigloss_warmup))
+        loss = torch.cat(head_losses)
+        finite = torch.isfinite(loss).detach()
+        alive &= finite
+        loss[alive].sum().backward()  # heads share no parameter: each gets its own loss's gradient
+        opt.clip(alive)
+        opt.step(cfg.lr_factor(step))
+        if step % 10 == 0 or step == cfg.iterations - 1:
+            for j, v in enumerate(loss.detach().cpu().tolist()):
+                curves[j].append(v)
+        bar.update(1)
+    bar.close()
+    for bank in banks:
+        bank.eval()
+    return BankResult(curves, (~alive).cpu().tolist(), time.perf_counter() - t0)
+
+
+@torch.inference_mode()
+def predict(head: nn.Module, data: DepthFeatures, batch_size: int = 16, device: torch.device | str = "cpu",
+            size: tuple[int, int] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (indices, depth (K, B, 1, H, W) on the CPU) over a split, upsampled (bilinear) to `size`."""
+    head.eval().to(device)
+    for s in range(0, len(data), batch_size):
+        idx = torch.arange(s, min(s + batch_size, len(data)))
+        p, c, _ = data.batch(idx, device)
+        out = head(p, c)
+        if out.dim() == 4:
+            out = out[None]
+        if size is not None:
+            k, b = out.shape[:2]
+            out = F.interpolate(out.flatten(0, 1), size=size, mode="bilinear", align_corners=False)
+            out = out.reshape(k, b, *out.shape[1:])
+        yield idx, out.float().cpu()
