@@ -9,7 +9,8 @@ from bench.data.imagefolder import ImageFolder
 from bench.data.transforms import EvalTransform
 from bench.features import FeatureSpec
 from heads.knn import KnnConfig, knn_classify
-from tasks import Metric, RealData, SyntheticData, Task, register_task
+from bench.data.imagefolder import IMAGENET
+from tasks import Metric, SyntheticData, Task, register_task
 
 CONFIG = KnnConfig(ks=(10, 20, 100, 200), temperature=0.07)
 PROTOCOL = {
@@ -51,8 +52,6 @@ register_task(Task(
 register_task(Task(
     name="imagenet-knn", group="classification",
     description="ImageNet-1k kNN, DINO protocol (train -> val)",
-    data=RealData("ImageNet-1k", "imagenet", "BENCH_IMAGENET", ("train", "val"),
-                  "Download ILSVRC2012 from https://image-net.org (train and val tarballs) and arrange it as "
-                  "root/{train,val}/<wnid>/*.JPEG (e.g. with the valprep.sh script)."),
+    data=IMAGENET,
     metrics=METRICS, headline="top1_k20", protocol=PROTOCOL, evaluate=evaluate, paper_task="imagenet-knn",
 ))

@@ -29,7 +29,8 @@ from bench.features import FeatureSpec, autocast_for, select_features
 from bench.metrics.classification import chance_top1
 from heads.linear import (DINOV2_LRS, CachedFeatures, LinearBank, LinearConfig, best_head, effective_batch_size,
                           epoch_order, evaluate_bank, head_grid, stratified_split, train_bank)
-from tasks import Metric, RealData, SyntheticData, Task, register_task
+from bench.data.imagefolder import IMAGENET
+from tasks import Metric, SyntheticData, Task, register_task
 
 MODE_ENV = "BENCH_LINEAR_MODE"  # cached (default) | augmented
 CONFIG = LinearConfig(epochs=10, batch_size=1024, momentum=0.9, weight_decay=0.0, init_std=0.01, lr_scale_base=256)
@@ -152,8 +153,6 @@ register_task(Task(
 register_task(Task(
     name="imagenet-linear", group="classification",
     description="ImageNet-1k linear probe, DINOv2 protocol (52-head bank; train -> val)",
-    data=RealData("ImageNet-1k", "imagenet", "BENCH_IMAGENET", ("train", "val"),
-                  "Download ILSVRC2012 from https://image-net.org (train and val tarballs) and arrange it as "
-                  "root/{train,val}/<wnid>/*.JPEG (e.g. with the valprep.sh script)."),
+    data=IMAGENET,
     metrics=METRICS, headline="top1", protocol=PROTOCOL, evaluate=evaluate, paper_task="imagenet-linear",
 ))
