@@ -76,20 +76,22 @@ class RealData:
         override = os.environ.get(self.env_var)
         return Path(override).resolve() if override else data_root() / self.subdir
 
-    def status(self) -> tuple[bool, str]:
+    def missing(self) -> Path | None:
+        """The first required path that is absent, or None when the dataset is in place."""
         root = self.root()
-        missing = [r for r in self.required if not (root / r).exists()]
-        if missing:
-            return False, f"{root / missing[0]} not found (set {self.env_var} or place it under {root})"
-        return True, str(root)
+        return next((root / r for r in self.required if not (root / r).exists()), None)
+
+    def status(self) -> tuple[bool, str]:
+        absent = self.missing()
+        if absent is not None:
+            return False, f"{absent} not found (set {self.env_var} or place it under {self.root()})"
+        return True, str(self.root())
 
     def prepare(self, progress: bool = True) -> Path:
-        ok, where = self.status()
-        if not ok:
-            root = self.root()
-            first_missing = next(r for r in self.required if not (root / r).exists())
-            raise DataMissingError(self.name, root / first_missing,
-                                   f"{self.how_to_obtain} Then place it at {root} or set {self.env_var}=/path.")
+        absent = self.missing()
+        if absent is not None:
+            raise DataMissingError(self.name, absent,
+                                   f"{self.how_to_obtain} Then place it at {self.root()} or set {self.env_var}=/path.")
         return self.root()
 
 

@@ -8,7 +8,7 @@ import torch
 from bench.data.imagefolder import ImageFolder
 from bench.data.transforms import EvalTransform
 from bench.features import FeatureSpec
-from heads.knn import KnnConfig, knn_classify
+from heads.knn import KnnConfig, effective_ks, knn_classify
 from bench.data.imagefolder import IMAGENET
 from tasks import Metric, SyntheticData, Task, register_task
 
@@ -38,7 +38,7 @@ def evaluate(ctx, root: Path) -> dict[str, float]:
     f_val = ctx.features(val, val.identity(), transform.describe(), spec, "val")["cls"][:, -1]
     ctx.log_params(transform=transform.describe(), n_train=len(train), n_val=len(val),
                    num_classes=len(train.classes),
-                   ks_effective=",".join(str(min(k, len(train))) for k in CONFIG.ks))
+                   ks_effective=",".join(map(str, effective_ks(CONFIG, len(train)).values())))
     return knn_classify(f_train, torch.tensor(train.targets), f_val, torch.tensor(val.targets),
                         len(train.classes), CONFIG, device=ctx.device.type)
 

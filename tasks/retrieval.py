@@ -24,7 +24,6 @@ import torch
 
 from bench.data.retrieval import (ImageListDataset, PatchMultipleResize, SquareResize, load_amstertime, load_gnd,
                                   load_met, revisited_datasets, size_buckets, snap_to_patch, subset)
-from bench.errors import DataMissingError
 from bench.features import FeatureSpec
 from bench.metrics.retrieval import (KAPPAS, REVISITED_PROTOCOLS, global_average_precision, hit_list_metrics,
                                      random_ranking, revisited_metrics)
@@ -218,17 +217,11 @@ class AmsterTimeData(RealData):
     LAYOUTS = (("old", "new"), ("raw_data/old", "raw_data/new"), ("AmsterTime-v1.0/old", "AmsterTime-v1.0/new"),
                ("images/test/queries", "images/test/database"))
 
-    def status(self) -> tuple[bool, str]:
+    def missing(self) -> Path | None:
         root = self.root()
         if any(all((root / d).is_dir() for d in layout) for layout in self.LAYOUTS):
-            return True, str(root)
-        return False, f"{root / 'old'} not found (set {self.env_var} or place it under {root})"
-
-    def prepare(self, progress: bool = True) -> Path:
-        if not self.status()[0]:
-            raise DataMissingError(self.name, self.root() / "old",
-                                   f"{self.how_to_obtain} Then place it at {self.root()} or set {self.env_var}=/path.")
-        return self.root()
+            return None
+        return root / "old"
 
 
 def amstertime_evaluate(ctx, root: Path) -> dict[str, float]:

@@ -26,6 +26,19 @@ def isolated_home(tmp_path_factory, monkeypatch, request):
     monkeypatch.delenv("BENCH_DATA", raising=False)
 
 
+@pytest.fixture
+def one_thread(request):
+    """Tiny tensors: one intra-op thread avoids OpenMP contention on a shared 2-core machine
+    (50 ms -> 4 ms per bank step); slow end-to-end tests keep the default."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class CountingEncoder(Encoder):
     """A deterministic toy encoder (mean colour per patch -> linear map) that counts its forwards."""
 

@@ -16,17 +16,7 @@ from heads.linear import (CachedFeatures, HeadSpec, LinearBank, LinearConfig, co
                           evaluate_bank, head_grid, init_head, linear_input, stratified_split, train_bank)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(request):
-    """Tiny tensors: one intra-op thread avoids OpenMP contention on a shared 2-core machine
-    (50 ms -> 4 ms per bank step); the slow end-to-end test keeps the default."""
-    if request.node.get_closest_marker("slow"):
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _toy_features(n=120, blocks=4, dim=6, classes=4, seed=0):

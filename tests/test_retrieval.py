@@ -20,17 +20,7 @@ from bench.metrics.retrieval import (compute_map, global_average_precision, hit_
                                      random_ranking, revisited_gnd, revisited_metrics, trapezoid_ap)
 from runners.context import TaskContext
 
-@pytest.fixture(autouse=True)
-def _one_thread(request):
-    """Tiny tensors: one intra-op thread avoids OpenMP contention on a shared 2-core machine
-    (50 ms -> 4 ms per bank step); the slow end-to-end test keeps the default."""
-    if request.node.get_closest_marker("slow"):
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SHARED = Path(os.environ.get("BENCH_SHARED", Path(__file__).resolve().parents[2] / "shared"))
