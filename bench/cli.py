@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from pathlib import Path
+
+from bench.errors import BenchError
 
 
 # Modules exposing `add_subcommands(subparsers)`; each sets `fn` on its parsers. Keep their imports light.
@@ -30,29 +31,39 @@ def _weights(values: list[str] | None, encoders: list[str]) -> dict[str, str]:
 
 
 def cmd_run(args) -> int:
-    from bench.task import SYNTH_PRESET_ENV
-    from leaderboard.table import format_table, headline_table, with_deltas
+    from bench.config import load_run_file, parse_sets
+    from bench.data.sources import default_synth_preset
     from runners.benchmark import RunConfig, run_benchmark
 
-    if args.synth_preset:
-        os.environ[SYNTH_PRESET_ENV] = args.synth_preset
-    encoders = _split(args.encoder) or ["vit-tiny"]
-    cfg = RunConfig(encoders=encoders, tasks=_split([args.tasks]), seed=args.seed, device=args.device,
-                    batch_size=args.batch_size, weights=_weights(args.weights, encoders),
-                    progress=not args.no_progress)
-    results = run_benchmark(cfg)
-    import pandas as pd
+    file = load_run_file(args.config) if args.config else {}
+    encoders = _split(args.encoder) or _split(file.get("encoders")) or ["vit-tiny"]
+    task_config: dict = {}
+    for name, values in (file.get("config") or {}).items():
+        task_config.setdefault(name, {}).update(values or {})
+    for name, values in parse_sets(args.set or []).items():
+        task_config.setdefault(name, {}).update(values)
+    tasks = _split([args.tasks]) if args.tasks is not None else (_split(file.get("tasks")) or ["all"])
+    if args.tasks is not None and not tasks:
+        raise BenchError("--tasks is empty: give 'all' or task names (see `bench list tasks`)")
+    weights = {**(file.get("weights") or {}), **_weights(args.weights, encoders)}
+    cfg = RunConfig(encoders=encoders, tasks=tasks,
+                    seed=args.seed if args.seed is not None else int(file.get("seed", 0)),
+                    device=args.device or file.get("device", "auto"),
+                    batch_size=args.batch_size if args.batch_size is not None else int(file.get("batch_size", 64)),
+                    weights=weights, progress=not args.no_progress,
+                    synth_preset=args.synth_preset or file.get("synth_preset") or default_synth_preset(),
+                    sb_preset=args.sb_preset or file.get("sb_preset") or "tiny",
+                    task_config=task_config, train_missing=not args.no_train)
+    records = run_benchmark(cfg, dry_run=args.dry_run)
+    if args.dry_run:
+        print("\n(dry run: nothing was trained, generated or extracted)")
+        return 0
+    from bench.paths import tracking_uri
+    from leaderboard.tables import run_summary
 
-    tidy = pd.DataFrame([{"encoder": r["encoder"], "task": r["task"], "metric": m, "value": v["value"]}
-                         for r in results for m, v in r["metrics"].items()])
-    headlines = {r["task"]: r["headline"] for r in results}
-    directions = {f"{r['task']}:{r['headline']}": r["metrics"][r["headline"]]["higher_is_better"] for r in results}
-    labels = {r["encoder"]: r["encoder_label"] for r in results}  # random-init encoders say so
-    table = with_deltas(headline_table(tidy, headlines)).rename(index=labels)
     print("\nResults (headline metric per task; mean over seeds):")
-    print(format_table(table, directions))
-    print("\nAll metrics: `bench results`; MLflow UI: `mlflow ui --backend-store-uri "
-          f"{__import__('bench.paths', fromlist=['x']).tracking_uri()}`")
+    print(run_summary(records))
+    print(f"\nAll metrics: `bench results`; MLflow UI: `mlflow ui --backend-store-uri {tracking_uri()}`")
     return 0
 
 
@@ -74,14 +85,14 @@ def cmd_list(args) -> int:
             print(f"{entry.name:24} {card.backend:13} {card.family:9} {'ready' if ok else 'missing':8} {needs}")
         print("\nNAME+sb = the SpatialBoost version of NAME (needs a trained checkpoint).")
     else:
-        from tasks import TASKS
+        from tasks import catalog
 
         print(f"{'name':24} {'group':15} {'data':8} where / description")
-        for name in TASKS.names():
-            task = TASKS.get(name)
-            ok, where = task.data.status()
-            print(f"{name:24} {task.group:15} {'ready' if ok else 'missing':8} {task.description}\n"
-                  f"{'':49}{where}")
+        for name, meta in catalog().items():
+            ok, where = meta.data.status() if meta.data is not None else (True, "computed from stored results")
+            needs = ", ".join(n for n in meta.needs.names() if n != "features")
+            print(f"{name:24} {meta.group:15} {'ready' if ok else 'missing':8} {meta.description}"
+                  f"{f' (needs: {needs})' if needs else ''}\n{'':49}{where}")
     return 0
 
 
@@ -125,12 +136,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="evaluate encoders on tasks (logs to MLflow)")
     r.add_argument("--encoder", action="append", help="encoder name(s); repeat or comma-separate")
-    r.add_argument("--tasks", default="all", help="'all' (every task whose data is present) or T1,T2")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    r.add_argument("--batch-size", type=int, default=64)
+    r.add_argument("--tasks", default=None, help="'all' (every task whose data is present) or T1,T2 (default: all)")
+    r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
+    r.add_argument("--batch-size", type=int, default=None)
     r.add_argument("--weights", action="append", help="FILE or NAME=FILE (.safetensors preferred)")
     r.add_argument("--synth-preset", choices=["tiny", "small", "full"], help="size of the synthetic scenes")
+    r.add_argument("--sb-preset", choices=["tiny", "small", "full"],
+                   help="SpatialBoost recipe preset for +sb checkpoints trained first (default tiny)")
+    r.add_argument("--config", help="a run file (YAML): encoders, tasks, seed, ..., config: {TASK: {key: value}}")
+    r.add_argument("--set", action="append", metavar="TASK.KEY=VALUE",
+                   help="override a task's protocol config, e.g. nyud-depth-linear.train.iterations=200")
+    r.add_argument("--dry-run", action="store_true", help="print the plan (what will be generated, trained, "
+                                                          "extracted) and stop")
+    r.add_argument("--no-train", action="store_true", help="never train a missing +sb checkpoint (error instead)")
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(fn=cmd_run)
 
@@ -171,7 +190,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.errors import BenchError
     from bench.registry import UnknownNameError
 
     args = build_parser().parse_args(argv)

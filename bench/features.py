@@ -14,10 +14,11 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -118,6 +119,7 @@ class FeatureCache:
         self.root = Path(root) if root else cache_root() / "features"
         self.shard_size = shard_size
         self.stats = CacheStats()
+        self.touched: list[str] = []  # entry folders read since the last reset (the runner's manifest)
 
     @staticmethod
     def key(encoder: Encoder, dataset_identity: dict, transform: str, spec: FeatureSpec) -> tuple[str, dict]:
@@ -131,11 +133,12 @@ class FeatureCache:
         return self.root / encoder.name.replace("/", "_") / digest
 
     def get_or_extract(self, extractor: Extractor, dataset: Dataset, *, identity: dict, transform: str,
-                       spec: FeatureSpec, desc: str = "extract", progress: bool = True) -> dict[str, torch.Tensor]:
+                       spec: FeatureSpec, desc: str = "extract", progress: bool = True) -> "FeatureStore":
         t0 = time.perf_counter()
         digest, meta = self.key(extractor.encoder, identity, transform, spec)
         folder = self.root / extractor.encoder.name.replace("/", "_") / digest
         index = folder / "index.json"
+        self.touched.append(str(folder))
         n = len(dataset)
         shards = [(s, min(s + self.shard_size, n)) for s in range(0, n, self.shard_size)]
         if not index.exists():
@@ -163,9 +166,65 @@ class FeatureCache:
             write_json(index, {"n": n, "shards": len(shards), "spec": asdict(spec)})
         else:
             self.stats.reused += n
-        parts = [load_file(str(folder / f"part-{i:05d}.safetensors")) for i in range(len(shards))]
         self.stats.seconds += time.perf_counter() - t0
-        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        return FeatureStore(folder, [(s, e) for s, e in shards])
+
+
+class FeatureStore(Mapping[str, torch.Tensor]):
+    """One cached split, read from its shards on demand: `store[key]` loads that output only (once);
+    `store.rows(key, idx)` reads just the shards the rows live in, so a split larger than memory can
+    still be sampled. Behaves as the dict of tensors the cache used to return."""
+
+    def __init__(self, folder: Path, shards: list[tuple[int, int]]):
+        self.folder, self.shards = Path(folder), shards
+        self._full: dict[str, torch.Tensor] = {}
+        if not shards:
+            raise ValueError(f"empty feature entry {folder}")
+        with safe_open(str(self._part(0)), framework="pt") as f:
+            self._keys = tuple(f.keys())
+
+    def _part(self, i: int) -> Path:
+        return self.folder / f"part-{i:05d}.safetensors"
+
+    @property
+    def n_rows(self) -> int:
+        return self.shards[-1][1]
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self._keys:
+            raise KeyError(key)
+        if key not in self._full:
+            parts = []
+            for i in range(len(self.shards)):
+                with safe_open(str(self._part(i)), framework="pt") as f:
+                    parts.append(f.get_tensor(key))
+            self._full[key] = torch.cat(parts)
+        return self._full[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def rows(self, key: str, indices) -> torch.Tensor:
+        """Rows `indices` of one output, in the order given, touching only their shards."""
+        if key in self._full:
+            return self._full[key][torch.as_tensor(indices, dtype=torch.long)]
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        out: torch.Tensor | None = None
+        for i, (s, e) in enumerate(self.shards):
+            sel = ((idx >= s) & (idx < e)).nonzero().flatten()
+            if not len(sel):
+                continue
+            with safe_open(str(self._part(i)), framework="pt") as f:
+                part = f.get_tensor(key)[idx[sel] - s]
+            if out is None:
+                out = torch.empty((len(idx), *part.shape[1:]), dtype=part.dtype)
+            out[sel] = part
+        if out is None:
+            raise IndexError("no rows selected")
+        return out
 
 
 def default_num_workers() -> int:

@@ -1,120 +1,264 @@
-"""What a task is: a dataset, a protocol, the metrics it reports (each with its direction), and an
-`evaluate(ctx, root)` function. Tasks register themselves in `tasks/` (one small file each)."""
+"""The task contract: what a task *is* (metadata, read by the runner, `bench list` and reports)
+apart from what it *does* (behaviour, loaded only when it runs).
+
+A task module registers `TaskMeta` plus a lazy "module:Class" implementation, so listing tasks or
+building the leaderboard imports no torch and no task code. Shapes that fit the paper's families:
+`FeatureProbe` (extract once, fit, score), `RolloutTask` (simulator episodes per environment and
+protocol seed, resumable), `AggregateTask` (a suite mean computed from stored member results).
+Behaviour gets a typed `bench.context.EvalContext` and a typed config dataclass; it returns a
+`TaskResult` (metrics plus breakdowns per class / environment / scene / seed).
+"""
 from __future__ import annotations
 
-import os
+import abc
+import enum
+import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
-from bench.errors import DataMissingError
-from bench.paths import data_root
+from bench.data.sources import DataSource, SyntheticData
+from bench.metrics import Metric
 
-SYNTH_PRESET_ENV = "BENCH_SYNTH_PRESET"
-DEFAULT_SYNTH_PRESET = "small"
-
-
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    higher_is_better: bool
-    description: str = ""
-
-    @property
-    def direction(self) -> str:
-        return "higher" if self.higher_is_better else "lower"
+if TYPE_CHECKING:  # the context needs torch; the contract does not
+    from bench.context import EvalContext
 
 
-class DataSource(Protocol):
-    name: str
+class Need(enum.Flag):
+    """What a task needs beyond the encoder; the runner checks and provides it."""
 
-    def status(self) -> tuple[bool, str]:
-        """(present, where it looked / why not)."""
+    NONE = 0
+    FEATURES = enum.auto()  # cached frozen features (ctx.features)
+    ONLINE_ENCODER = enum.auto()  # batches encoded on the fly (ctx.encode)
+    SIMULATOR = enum.auto()  # a physics simulator with offscreen GL
+    LLM = enum.auto()  # a language model (weights from the HF cache or a local folder)
+    GPU = enum.auto()  # impractical without one (runs, slowly, on a CPU)
+    OWN_PROCESS = enum.auto()  # run in a child process (GL contexts, leaky C libraries)
 
-    def prepare(self, progress: bool = True) -> Path:
-        """The dataset root, ready to read; raises DataMissingError with how to obtain it."""
+    def names(self) -> list[str]:
+        return [n.name.lower() for n in Need if n.value and n in self]
 
 
-def synth_preset() -> str:
-    return os.environ.get(SYNTH_PRESET_ENV, DEFAULT_SYNTH_PRESET)
+# The one vocabulary of task groups, in report order (label shown by tables and the page).
+GROUPS: dict[str, str] = {"depth": "Depth estimation", "segmentation": "Semantic segmentation",
+                          "3d": "3D scene understanding", "robot": "Robot learning",
+                          "classification": "Classification", "retrieval": "Retrieval", "vlm": "VLM"}
 
 
 @dataclass(frozen=True)
-class SyntheticData:
-    """A layout of the project's own generated scenes; generated on first use."""
-
-    layout: str  # cls | nyu | ade | retrieval | scenes
-    name: str = "synthetic"
-
-    def root(self, preset: str | None = None) -> Path:
-        from bench.data.synth import default_root
-
-        return default_root(preset or synth_preset()) / self.layout
-
-    def status(self) -> tuple[bool, str]:
-        root = self.root()
-        ready = (root.parent / "manifest.json").exists()
-        return True, f"{root} ({'generated' if ready else f'will be generated: preset {synth_preset()!r}'})"
-
-    def prepare(self, progress: bool = True) -> Path:
-        from bench.data.synth import ensure
-
-        return ensure(synth_preset(), progress=progress) / self.layout
-
-
-@dataclass(frozen=True)
-class RealData:
-    """A real benchmark in its native layout under BENCH_DATA/<subdir> (or the path in `env_var`)."""
-
+class TaskMeta:
     name: str
-    subdir: str
-    env_var: str
-    required: tuple[str, ...]  # relative paths that must exist
-    how_to_obtain: str
-
-    def root(self) -> Path:
-        override = os.environ.get(self.env_var)
-        return Path(override).resolve() if override else data_root() / self.subdir
-
-    def missing(self) -> Path | None:
-        """The first required path that is absent, or None when the dataset is in place."""
-        root = self.root()
-        return next((root / r for r in self.required if not (root / r).exists()), None)
-
-    def status(self) -> tuple[bool, str]:
-        absent = self.missing()
-        if absent is not None:
-            return False, f"{absent} not found (set {self.env_var} or place it under {self.root()})"
-        return True, str(self.root())
-
-    def prepare(self, progress: bool = True) -> Path:
-        absent = self.missing()
-        if absent is not None:
-            raise DataMissingError(self.name, absent,
-                                   f"{self.how_to_obtain} Then place it at {self.root()} or set {self.env_var}=/path.")
-        return self.root()
-
-
-@dataclass(frozen=True)
-class Task:
-    name: str
-    group: str  # classification | depth | segmentation | retrieval | 3d | robot
+    group: str
     description: str
-    data: Any  # a DataSource
     metrics: tuple[Metric, ...]
     headline: str
-    protocol: dict[str, Any]
-    evaluate: Callable[..., dict[str, float]] = field(repr=False, compare=False)
-    paper_task: str | None = None  # the row name in the paper's tables, when it is a paper task
+    data: DataSource | None = None
+    version: int = 1  # bump when a protocol change makes numbers incomparable
+    protocol: str = ""  # protocol family, e.g. "dino-knn" (a tag on every run)
+    paper_task: str | None = None  # the task's row/column name in the paper's tables
+    twin_of: str | None = None  # the real task a synthetic twin mirrors
+    reference: str | None = None  # where the protocol comes from (paper / repository)
+    needs: Need = Need.FEATURES
+    seeds: tuple[int, ...] = ()  # protocol seeds (empty: the run's --seed only)
+    notes: Mapping[str, str] = field(default_factory=dict)  # fixed protocol facts, logged as protocol.*
 
     def __post_init__(self) -> None:
-        names = {m.name for m in self.metrics}
+        if self.group not in GROUPS:
+            raise ValueError(f"task {self.name}: group {self.group!r} is not one of {sorted(GROUPS)}")
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names):
+            raise ValueError(f"task {self.name}: duplicate metric names")
         if self.headline not in names:
             raise ValueError(f"task {self.name}: headline {self.headline!r} is not one of its metrics")
+        if self.metric(self.headline).role != "score":
+            raise ValueError(f"task {self.name}: the headline must be a score")
+        if self.version < 1:
+            raise ValueError(f"task {self.name}: version must be >= 1")
+
+    def metric(self, name: str) -> Metric:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(f"task {self.name} has no metric {name!r}")
 
     @property
     def synthetic(self) -> bool:
         return isinstance(self.data, SyntheticData)
 
-    def metric(self, name: str) -> Metric:
-        return next(m for m in self.metrics if m.name == name)
+    @property
+    def aggregate(self) -> bool:
+        return False
+
+
+@dataclass
+class TaskResult:
+    metrics: dict[str, float]
+    breakdown: dict[str, dict[str, float]] = field(default_factory=dict)  # "env:…"/"class:…"/"seed:…" -> metrics
+
+    def validate(self, meta: TaskMeta) -> None:
+        """Undeclared or missing metrics and a non-finite headline are errors, never published."""
+        declared = {m.name for m in meta.metrics}
+        unknown = set(self.metrics) - declared
+        if unknown:
+            raise ValueError(f"task {meta.name} returned undeclared metrics {sorted(unknown)}")
+        missing = [meta.headline] if meta.headline not in self.metrics else []
+        if missing:
+            raise ValueError(f"task {meta.name} did not return its headline {missing}")
+        head = self.metrics[meta.headline]
+        if not math.isfinite(float(head)):
+            raise ValueError(f"task {meta.name}: headline {meta.headline} is {head} (not finite)")
+
+
+class Task(abc.ABC):
+    """Behaviour bound to metadata. Subclasses set `Config` (a dataclass: every protocol knob) and
+    implement `run`; `bench run --set TASK.key=value` and `--config run.yaml` override the config."""
+
+    Config: ClassVar[type] = type(None)
+
+    def __init__(self, meta: TaskMeta, **options: Any) -> None:
+        self.meta = meta
+        self.options = options
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    def default_config(self) -> Any:
+        """The protocol's config for this task (variants of one family differ here)."""
+        return self.Config()
+
+    @abc.abstractmethod
+    def run(self, ctx: "EvalContext", cfg: Any) -> TaskResult:
+        ...
+
+
+@dataclass(frozen=True)
+class FeatureRequest:
+    """One split's cached features: the dataset, its identity and transform (cache key), the outputs."""
+
+    dataset: Any
+    spec: Any  # bench.features.FeatureSpec
+    identity: dict
+    transform: str
+
+
+class FeatureProbe(Task):
+    """Extract once (cached), fit a head, score: kNN, linear banks, retrieval, fast dense variants."""
+
+    @abc.abstractmethod
+    def inputs(self, ctx: "EvalContext", cfg: Any) -> dict[str, FeatureRequest]:
+        """Split name -> what to extract; every split goes through the feature cache."""
+
+    def fit(self, ctx: "EvalContext", cfg: Any, inputs: dict[str, FeatureRequest], features: dict[str, Any]) -> Any:
+        return None
+
+    @abc.abstractmethod
+    def score(self, ctx: "EvalContext", cfg: Any, fitted: Any, inputs: dict[str, FeatureRequest],
+              features: dict[str, Any]) -> TaskResult:
+        ...
+
+    def run(self, ctx: "EvalContext", cfg: Any) -> TaskResult:
+        inputs = self.inputs(ctx, cfg)
+        features = {split: ctx.features(r.dataset, r.identity, r.transform, r.spec, split)
+                    for split, r in inputs.items()}
+        return self.score(ctx, cfg, self.fit(ctx, cfg, inputs, features), inputs, features)
+
+
+class RolloutTask(Task):
+    """Behaviour cloning on frozen encodings: per environment and protocol seed, fit a policy on
+    demonstrations encoded online, roll it out, score the episodes. Each finished (environment,
+    seed) is stored in the task's state folder, so an interrupted run resumes where it stopped."""
+
+    @abc.abstractmethod
+    def envs(self, cfg: Any) -> Sequence[str]:
+        ...
+
+    @abc.abstractmethod
+    def demos(self, ctx: "EvalContext", cfg: Any, env: str) -> Any:
+        ...
+
+    @abc.abstractmethod
+    def train_policy(self, ctx: "EvalContext", cfg: Any, env: str, demos: Any, seed: int, state: Path) -> Any:
+        """Fit (or resume from `state`) a policy; `state` is this (env, seed)'s own folder."""
+
+    @abc.abstractmethod
+    def rollout(self, ctx: "EvalContext", cfg: Any, env: str, policy: Any, seed: int) -> dict[str, float]:
+        """Episode metrics of one trained policy (e.g. success rate)."""
+
+    def seeds(self, ctx: "EvalContext") -> tuple[int, ...]:
+        return self.meta.seeds or (ctx.seed,)
+
+    def summarize(self, per_env: dict[str, list[dict[str, float]]]) -> dict[str, float]:
+        """Suite metrics from per-(env, seed) ones: mean over environments of the mean over seeds;
+        `<metric>_std` (when declared) is the std over seeds of the environment-averaged metric."""
+        declared = {m.name for m in self.meta.metrics}
+        keys = sorted({k for runs in per_env.values() for r in runs for k in r})
+        out: dict[str, float] = {}
+        for k in keys:
+            if k in declared:
+                out[k] = statistics.fmean(statistics.fmean(r[k] for r in runs) for runs in per_env.values())
+            n_seeds = min(len(runs) for runs in per_env.values())
+            if f"{k}_std" in declared and n_seeds > 1:
+                by_seed = [statistics.fmean(runs[i][k] for runs in per_env.values()) for i in range(n_seeds)]
+                out[f"{k}_std"] = statistics.stdev(by_seed)
+        return out
+
+    def run(self, ctx: "EvalContext", cfg: Any) -> TaskResult:
+        import json
+
+        from bench.io import write_json
+
+        per_env: dict[str, list[dict[str, float]]] = {}
+        breakdown: dict[str, dict[str, float]] = {}
+        for env in self.envs(cfg):
+            demos = None
+            for seed in self.seeds(ctx):
+                state = ctx.state_dir(f"{env}/seed{seed}")
+                done = state / "result.json"
+                if done.exists():
+                    metrics = json.loads(done.read_text())
+                    ctx.log.info("%s seed %d: resumed from %s", env, seed, done)
+                else:
+                    demos = demos if demos is not None else self.demos(ctx, cfg, env)
+                    policy = self.train_policy(ctx, cfg, env, demos, seed, state)
+                    metrics = {k: float(v) for k, v in self.rollout(ctx, cfg, env, policy, seed).items()}
+                    write_json(done, metrics)
+                per_env.setdefault(env, []).append(metrics)
+                breakdown[f"env:{env}/seed:{seed}"] = metrics
+            runs = per_env[env]
+            breakdown[f"env:{env}"] = {k: statistics.fmean(r[k] for r in runs) for k in runs[0]}
+        return TaskResult(self.summarize(per_env), breakdown)
+
+
+@dataclass(frozen=True)
+class AggregateTask:
+    """A suite score computed from stored member results (e.g. `cortexbench-average`): never run
+    directly; recorded when every member has a result for the same encoder and seed."""
+
+    meta: TaskMeta
+    members: tuple[str, ...]
+    metric: str | None = None  # the members' metric to reduce (None: each member's headline)
+    reduce: str = "mean"
+
+    def __post_init__(self) -> None:
+        if self.reduce not in ("mean",):
+            raise ValueError(f"aggregate {self.meta.name}: reduce must be 'mean'")
+        if not self.members:
+            raise ValueError(f"aggregate {self.meta.name}: no members")
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    def compute(self, member_values: dict[str, float]) -> TaskResult:
+        missing = [m for m in self.members if m not in member_values]
+        if missing:
+            raise ValueError(f"aggregate {self.meta.name}: members without a result: {missing}")
+        values = [float(member_values[m]) for m in self.members]
+        return TaskResult({self.meta.headline: statistics.fmean(values)},
+                          {f"member:{m}": {self.meta.headline: float(member_values[m])} for m in self.members})
+
+
+__all__ = ["GROUPS", "AggregateTask", "FeatureProbe", "FeatureRequest", "Need", "RolloutTask", "Task", "TaskMeta",
+           "TaskResult"]

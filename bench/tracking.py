@@ -16,10 +16,9 @@ from typing import Any, Iterator
 
 from bench import __version__
 from bench.paths import artifact_root, tracking_uri
+from bench.results import DIR_TAG, HOST_TAG, KIND_TAG, PID_TAG, ResultRecord
 
 EXPERIMENT = "spatialboost-bench"
-KIND_TAG = "bench.kind"
-DIR_TAG = "bench.dir."
 MAX_PARAM = 500
 
 
@@ -41,19 +40,62 @@ def _client():
     import mlflow
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # no store-migration chatter on every command
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri()
+    init_store(uri)
     mlflow.set_tracking_uri(uri)
     return MlflowClient(uri)
 
 
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def init_store(uri: str | None = None) -> None:
+    """Create a local SQLite store once, atomically: the schema is migrated in a file beside the store
+    and renamed into place under a lock, so concurrent first runs never see (or leave, when killed)
+    a half-migrated database."""
+    path = _sqlite_path(uri or tracking_uri())
+    if path is None or path.exists():
+        return
+    import fcntl
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            return
+        tmp = path.with_name(f".{path.name}.init-{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        store = SqlAlchemyStore(f"sqlite:///{tmp}", artifact_root())
+        store.engine.dispose()
+        os.replace(tmp, path)
+
+
+# MLflow's UI opens an experiment on the view its kind names: ours holds training/evaluation runs.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def _experiment_id(client) -> str:
+    """Create-then-reread: two processes creating the experiment at once both end with its id."""
     exp = client.get_experiment_by_name(EXPERIMENT)
-    if exp is not None:
-        return exp.experiment_id
-    local = tracking_uri().startswith("sqlite:") or tracking_uri().startswith("file:")
-    return client.create_experiment(EXPERIMENT, artifact_location=artifact_root() if local else None)
+    if exp is None:
+        local = tracking_uri().startswith("sqlite:") or tracking_uri().startswith("file:")
+        try:
+            return client.create_experiment(EXPERIMENT, artifact_location=artifact_root() if local else None,
+                                            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        except Exception:  # noqa: BLE001 - lost the race (or a transient lock): the winner's experiment is there
+            exp = client.get_experiment_by_name(EXPERIMENT)
+            if exp is None:
+                raise
+    if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return exp.experiment_id
 
 
 def _params(params: dict[str, Any]) -> dict[str, str]:
@@ -110,7 +152,13 @@ class Tracker:
     @contextmanager
     def run(self, name: str, *, parent: RunHandle | None = None, tags: dict[str, Any] | None = None,
             params: dict[str, Any] | None = None) -> Iterator[RunHandle]:
-        all_tags = {k: str(v) for k, v in (tags or {}).items()}
+        """A run that ends FINISHED, FAILED, or KILLED (Ctrl-C / SIGTERM); host and pid are recorded
+        so a later start can tell runs of dead processes from live ones."""
+        import os
+        import socket
+
+        all_tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
+                    **{k: str(v) for k, v in (tags or {}).items()}}
         if parent is not None:
             all_tags["mlflow.parentRunId"] = parent.run_id
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
@@ -120,9 +168,19 @@ class Tracker:
         try:
             yield handle
         except BaseException as exc:
-            self.client.set_terminated(handle.run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            self.client.set_terminated(handle.run_id, "KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit))
+                                       else "FAILED")
             raise
         self.client.set_terminated(handle.run_id, "FINISHED")
+
+    @staticmethod
+    def record(handle: RunHandle, record: ResultRecord) -> None:
+        """Store a result so `bench.store` rebuilds it from tags, params and metrics alone."""
+        handle.set_tags(**record.tags())
+        handle.log_metrics({k: m.value for k, m in record.metrics.items()})
+        handle.log_json("result.json", record.to_dict())
+        if record.breakdown:
+            handle.log_json("breakdown.json", record.breakdown)
 
 
 RESULT_COLUMNS = ["encoder", "task", "metric", "value", "higher_is_better", "protocol", "seed", "run_id",

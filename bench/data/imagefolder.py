@@ -8,14 +8,7 @@ from typing import Callable
 
 from PIL import Image
 
-from bench.task import RealData
-
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-# Where ImageNet-1k is looked for (shared by the kNN and linear tasks).
-IMAGENET = RealData("ImageNet-1k", "imagenet", "BENCH_IMAGENET", ("train", "val"),
-                    "Download ILSVRC2012 from https://image-net.org (train and val tarballs) and arrange it as "
-                    "root/{train,val}/<wnid>/*.JPEG (e.g. with the valprep.sh script).")
 
 
 @dataclass

@@ -11,6 +11,11 @@ from bench.encoders.base import Preprocess
 _INTERP = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
 
 
+def interpolation_mode(name: str) -> T.InterpolationMode:
+    """An encoder's interpolation name -> torchvision's mode (bicubic unless it says otherwise)."""
+    return _INTERP.get(name, T.InterpolationMode.BICUBIC)
+
+
 @dataclass(frozen=True)
 class EvalTransform:
     """Resize the shorter side to resolution/crop_ratio, centre-crop, normalise (DINO kNN/linear eval)."""

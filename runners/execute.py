@@ -1,0 +1,216 @@
+"""Execute a plan, then record: prerequisites (train missing +sb checkpoints), data (generate the
+synthetic scenes once), then one encoder in memory at a time over every task, one MLflow child run
+per (encoder, task), in its own process when the task asks for one; aggregates last, from stored
+member results. Every result goes out as one `ResultRecord`."""
+from __future__ import annotations
+
+import gc
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.config import to_yaml
+from bench.context import EvalContext
+from bench.errors import BenchError, NotTrainedError
+from bench.features import FeatureCache, default_num_workers, resolve_device
+from bench.io import write_json
+from bench.paths import bench_home
+from bench.results import GROUP_TAG, HEADLINE_TAG, KIND_TAG, PROTOCOL_TAG, VERSION_TAG, MetricValue, ResultRecord
+from bench.seeding import seed_everything
+from bench.task import Need, TaskMeta, TaskResult
+from bench.tracking import DIR_TAG, RunHandle, Tracker, code_version
+from runners.plan import Plan, TaskPlan, feature_manifest
+
+
+def meta_tags(meta: TaskMeta, kind: str = "task") -> dict[str, str]:
+    from bench.results import ROLE_TAG, UNIT_TAG
+
+    tags = {KIND_TAG: kind, PROTOCOL_TAG: meta.protocol, VERSION_TAG: str(meta.version), GROUP_TAG: meta.group,
+            HEADLINE_TAG: meta.headline}
+    for m in meta.metrics:
+        tags[DIR_TAG + m.name] = m.direction
+        tags[ROLE_TAG + m.name] = m.role
+        tags[UNIT_TAG + m.name] = m.unit
+    return tags
+
+
+def to_record(meta: TaskMeta, result: TaskResult, *, encoder: str, label: str, weights_id: str, seed: int,
+              config_hash: str, run: RunHandle, parent: RunHandle | None, params: dict[str, Any],
+              kind: str = "task") -> ResultRecord:
+    return ResultRecord(
+        encoder=encoder, task=meta.name, seed=seed, headline=meta.headline, encoder_label=label,
+        weights_id=weights_id, task_version=meta.version, group=meta.group, protocol=meta.protocol,
+        config_hash=config_hash, kind=kind, breakdown=result.breakdown,
+        metrics={k: MetricValue(float(v), meta.metric(k).higher_is_better, meta.metric(k).role, meta.metric(k).unit)
+                 for k, v in result.metrics.items()},
+        params={k: str(v) for k, v in params.items()}, run_id=run.run_id, parent_run_id=parent.run_id if parent else "",
+        start_time=int(time.time() * 1000))
+
+
+class Executor:
+    def __init__(self, plan: Plan, out=None):
+        self.plan, self.cfg, self.out = plan, plan.cfg, out or sys.stdout
+        self.device = resolve_device(self.cfg.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise BenchError("--device cuda: no CUDA GPU is visible here (use --device auto or cpu)")
+        self.workers = default_num_workers() if self.cfg.num_workers < 0 else self.cfg.num_workers
+        self.cache = FeatureCache()
+        self.records: list[ResultRecord] = []
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    # ------------------------------------------------------------------------------ phases
+    def prepare(self) -> dict[str, Path | None]:
+        for p in self.plan.prerequisites:
+            if not p.ready:
+                raise NotTrainedError(f"{p.encoder} cannot be prepared here:\n{p.reason}")
+            if not self.cfg.train_missing:
+                raise NotTrainedError(f"{p.encoder}: {p.action} is needed first ({p.detail}); run without "
+                                      "--no-train to do it now, or pass --weights FILE")
+            self.say(f"[plan] {p.action} for {p.encoder} ({p.detail}) ...")
+            p.run()
+        roots: dict[str, Path | None] = {}
+        for t in self.plan.tasks:
+            roots[t.name] = t.meta.data.prepare(progress=self.cfg.progress, preset=self.cfg.synth_preset) \
+                if t.meta.data is not None else None
+        return roots
+
+    def execute(self) -> list[ResultRecord]:
+        from bench.encoders import load_encoder
+
+        roots = self.prepare()
+        tracker = Tracker()
+        resolved = {"run": {**{k: v for k, v in vars(self.cfg).items() if k != "task_config"},
+                            "device": str(self.device), "num_workers": self.workers, "code_version": code_version()},
+                    "tasks": {t.name: json.loads(json.dumps(t.protocol_params(), default=str)) for t in self.plan.tasks}}
+        with tracker.run(f"bench run {time.strftime('%Y-%m-%d %H:%M:%S')}", tags={KIND_TAG: "benchmark"},
+                         params={"encoders": ",".join(self.plan.encoders),
+                                 "tasks": ",".join(t.name for t in self.plan.tasks), "seed": self.cfg.seed,
+                                 "device": str(self.device), "synth_preset": self.cfg.synth_preset,
+                                 "code_version": code_version()}) as parent:
+            parent.log_json("config.json", resolved)
+            for name in self.plan.encoders:
+                seed_everything(self.cfg.seed)
+                encoder = load_encoder(name, self.cfg.weights.get(name), seed=self.cfg.seed)
+                for task in self.plan.tasks:
+                    self.records.append(self.run_pair(tracker, parent, task, encoder, roots[task.name]))
+                del encoder
+                gc.collect()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            for agg in self.plan.aggregates:
+                for name in self.plan.encoders:
+                    rec = self.run_aggregate(tracker, parent, agg, name)
+                    if rec is not None:
+                        self.records.append(rec)
+            parent.log_metrics({"features_extracted": self.cache.stats.extracted,
+                                "features_reused": self.cache.stats.reused})
+            parent.log_json("results.json", [r.to_dict() for r in self.records])
+        return self.records
+
+    # ------------------------------------------------------------------------- one pair
+    def base_params(self, task: TaskPlan, encoder) -> dict[str, Any]:
+        return {"encoder": encoder.name, "encoder_label": encoder.label, "backend": encoder.backend,
+                "weights_id": encoder.weights_id, "random_init": encoder.random_init, "task": task.name,
+                "group": task.meta.group, "task_version": task.meta.version, "seed": self.cfg.seed,
+                "config_hash": task.config_hash, "code_version": code_version(), "device": str(self.device),
+                "needs": ",".join(task.meta.needs.names()),
+                **({"synth_preset": self.cfg.synth_preset} if task.meta.synthetic else {}),
+                **task.protocol_params()}
+
+    def state_root(self, task: TaskPlan, encoder) -> Path:
+        return bench_home() / "state" / encoder.name.replace("/", "_") / task.name / \
+            f"{task.config_hash}-seed{self.cfg.seed}-{encoder.weights_id[:16]}"
+
+    def run_pair(self, tracker: Tracker, parent: RunHandle, task: TaskPlan, encoder, root: Path | None) -> ResultRecord:
+        from tasks import get_task
+
+        seed_everything(self.cfg.seed)
+        meta = task.meta
+        params = {**self.base_params(task, encoder), "data_root": str(root) if root else ""}
+        self.say(f"[{encoder.label}] {meta.name} ...")
+        t0 = time.perf_counter()
+        self.cache.touched = []
+        with tracker.run(f"{encoder.name}/{meta.name}", parent=parent, tags=meta_tags(meta), params=params) as run, \
+                tempfile.TemporaryDirectory(prefix="bench-artifacts-") as artifacts:
+            run.log_text("config.yaml", to_yaml(task.config))
+            if Need.OWN_PROCESS in meta.needs:
+                result, logged, touched = self.run_child(task, encoder, root, run, Path(artifacts))
+                self.cache.touched = touched
+            else:
+                ctx = EvalContext(encoder, self.device, self.cfg.seed, self.cache, root=root,
+                                  batch_size=self.cfg.batch_size, num_workers=self.workers,
+                                  progress=self.cfg.progress, run=run, artifacts_dir=Path(artifacts),
+                                  state_root=self.state_root(task, encoder))
+                result = get_task(meta.name).run(ctx, task.config)
+                logged = ctx.params
+            result.validate(meta)
+            if any(Path(artifacts).iterdir()):
+                run.client.log_artifacts(run.run_id, artifacts)
+            record = to_record(meta, result, encoder=encoder.name, label=encoder.label, weights_id=encoder.weights_id,
+                               seed=self.cfg.seed, config_hash=task.config_hash, run=run, parent=parent,
+                               params={**params, **logged})
+            Tracker.record(run, record)
+            run.log_metrics({"wall_seconds": time.perf_counter() - t0})
+        write_json(feature_manifest(encoder.name, self.cfg.weights.get(encoder.name), task), self.cache.touched)
+        head = result.metrics[meta.headline]
+        self.say(f"[{encoder.label}] {meta.name}: {meta.headline} = {head:.3f} "
+                 f"({meta.metric(meta.headline).direction} is better, {time.perf_counter() - t0:.1f}s)")
+        return record
+
+    def run_child(self, task: TaskPlan, encoder, root: Path | None, run: RunHandle, artifacts: Path):
+        import os
+
+        from runners.child import ChildRequest, run_in_child
+        from tasks import TASKS
+
+        request = ChildRequest(
+            encoder=encoder.name, weights=self.cfg.weights.get(encoder.name), task=task.name,
+            register_module=TASKS.entry(task.name).meta.get("module", "tasks"), config=task.config,
+            seed=self.cfg.seed, root=str(root) if root else None, device=str(self.device),
+            batch_size=self.cfg.batch_size, num_workers=self.workers, progress=self.cfg.progress, run_id=run.run_id,
+            artifacts_dir=str(artifacts), state_root=str(self.state_root(task, encoder)),
+            cache_root=str(self.cache.root), env={k: v for k, v in os.environ.items() if k.startswith("BENCH_")})
+        return run_in_child(request)
+
+    # ------------------------------------------------------------------------ aggregates
+    def run_aggregate(self, tracker: Tracker, parent: RunHandle, agg: TaskPlan, encoder: str) -> ResultRecord | None:
+        from tasks import get_task
+
+        task = get_task(agg.name)
+        mine = [r for r in self.records if r.encoder == encoder and r.seed == self.cfg.seed and r.task in task.members]
+        values = {r.task: r.metrics[task.metric or r.headline].value for r in mine}
+        missing = [m for m in task.members if m not in values]
+        if missing:
+            from bench.store import read_records
+
+            for r in read_records(encoders=[encoder], tasks=missing):
+                if r.seed == self.cfg.seed and r.task not in values:
+                    values[r.task] = r.metrics[task.metric or r.headline].value
+        missing = [m for m in task.members if m not in values]
+        if missing:
+            self.say(f"[{encoder}] {agg.name}: not computed — no result yet for {', '.join(missing)}")
+            return None
+        result = task.compute(values)
+        weights = {r.weights_id for r in mine}
+        params = {"encoder": encoder, "task": agg.name, "group": agg.meta.group, "task_version": agg.meta.version,
+                  "seed": self.cfg.seed, "config_hash": agg.config_hash, "members": ",".join(task.members),
+                  "weights_id": ",".join(sorted(weights)), "code_version": code_version()}
+        with tracker.run(f"{encoder}/{agg.name}", parent=parent, tags=meta_tags(agg.meta, "aggregate"),
+                         params=params) as run:
+            record = to_record(agg.meta, result, encoder=encoder, label=next((r.encoder_label for r in mine), encoder),
+                               weights_id=",".join(sorted(weights)), seed=self.cfg.seed, config_hash=agg.config_hash,
+                               run=run, parent=parent, params=params, kind="aggregate")
+            Tracker.record(run, record)
+        self.say(f"[{encoder}] {agg.name}: {agg.meta.headline} = {result.metrics[agg.meta.headline]:.3f} "
+                 f"(mean of {len(task.members)} tasks)")
+        return record
+
+
+__all__ = ["Executor", "meta_tags", "to_record"]

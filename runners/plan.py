@@ -1,0 +1,191 @@
+"""Plan a `bench run` before doing any work: which encoders (canonical names) and tasks (with their
+resolved configs), what data will be generated, which `+sb` checkpoints must be trained first (with
+an estimate), which features are cached already and what will be extracted.
+
+`bench run --dry-run` prints this plan and stops; nothing here trains, extracts or renders.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.config import config_hash, flatten, resolve
+from bench.errors import BenchError
+from bench.paths import cache_root
+from bench.task import Need, TaskMeta
+
+
+@dataclass
+class RunConfig:
+    encoders: list[str]
+    tasks: list[str] = field(default_factory=lambda: ["all"])
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int = 64
+    num_workers: int = -1  # -1: pick for this machine
+    weights: dict[str, str] = field(default_factory=dict)  # encoder name -> weights file
+    progress: bool = True
+    synth_preset: str = "small"  # size of the generated scenes the synthetic twins read
+    sb_preset: str = "tiny"  # SpatialBoost recipe preset used when a +sb checkpoint must be trained
+    task_config: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> {dotted key: value}
+    train_missing: bool = True  # train missing +sb checkpoints first (else: an error says how)
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise BenchError(f"--seed must be >= 0, got {self.seed}")
+        if self.batch_size < 1:
+            raise BenchError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not self.encoders or any(not e.strip() for e in self.encoders):
+            raise BenchError("--encoder needs at least one non-empty name (see `bench list encoders`)")
+        if not self.tasks or any(not t.strip() for t in self.tasks):
+            raise BenchError("--tasks needs 'all' or task names (see `bench list tasks`)")
+
+
+@dataclass
+class TaskPlan:
+    meta: TaskMeta
+    config: Any  # the resolved config dataclass (None for aggregates)
+    data: str  # where the data is / what will be generated
+    generate: bool = False  # synthetic scenes to render first
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.config)
+
+    def protocol_params(self) -> dict[str, Any]:
+        params = {f"protocol.{k}": v for k, v in self.meta.notes.items()}
+        if self.config is not None:
+            params.update({f"protocol.{k}": v for k, v in flatten(self.config).items()})
+        return params
+
+
+@dataclass
+class Plan:
+    cfg: RunConfig
+    encoders: list[str]  # canonical names
+    prerequisites: list[Any]  # bench.encoders.Prerequisite
+    tasks: list[TaskPlan]
+    aggregates: list[TaskPlan]
+    skipped: list[tuple[str, str]]  # (task, why)
+
+    def features_status(self, encoder: str, task: TaskPlan) -> str:
+        manifest = feature_manifest(encoder, self.cfg.weights.get(encoder), task)
+        if not manifest.exists():
+            return "extract"
+        entries = json.loads(manifest.read_text())
+        present = sum((Path(e) / "index.json").exists() for e in entries)
+        return "cached" if present == len(entries) else f"partly cached ({present}/{len(entries)} splits)"
+
+    def render(self) -> str:
+        lines = [f"Plan (seed {self.cfg.seed}, synthetic preset {self.cfg.synth_preset!r}):"]
+        lines.append("  encoders: " + ", ".join(self.encoders))
+        for p in self.prerequisites:
+            est = f", about {p.estimate_seconds / 60:.1f} min" if p.estimate_seconds else ""
+            lines.append(f"  first: {p.action} for {p.encoder} ({p.detail}{est})" if p.ready else
+                         f"  BLOCKED: {p.encoder} cannot be prepared here:\n{p.reason}")
+        gen = sorted({t.data for t in self.tasks if t.generate})
+        for g in gen:
+            lines.append(f"  generate: {g}")
+        lines.append(f"  tasks ({len(self.tasks)}):")
+        for t in self.tasks:
+            status = ", ".join(f"{e}: {self.features_status(e, t)}" for e in self.encoders) \
+                if Need.FEATURES in t.meta.needs else "online / no cache"
+            lines.append(f"    {t.name:24} v{t.meta.version} config {t.config_hash}  [{status}]")
+        for a in self.aggregates:
+            lines.append(f"    {a.name:24} aggregate of {len(a.config['members'])} tasks (from stored results)")
+        for name, why in self.skipped:
+            lines.append(f"  skip {name}: {why}")
+        lines.append(f"  runs: {len(self.encoders) * len(self.tasks)} encoder x task pairs")
+        return "\n".join(lines)
+
+
+def feature_manifest(encoder: str, weights: str | None, task: TaskPlan) -> Path:
+    """Where a finished pair lists the cache entries it read, so a planner can say what is cached
+    without building the encoder (keyed by encoder name + weights argument, task, config)."""
+    import hashlib
+
+    key = hashlib.sha256(json.dumps([encoder, weights or "", task.name, task.meta.version,
+                                     task.config_hash]).encode()).hexdigest()[:16]
+    return cache_root() / "manifests" / f"{encoder.replace('/', '_')}--{task.name}--{key}.json"
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for n in names:
+        seen.setdefault(n.strip(), None)
+    return list(seen)
+
+
+def select(requested: list[str], preset: str) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """(tasks, aggregates, skipped): `all` = every task whose data is present here (aggregates whose
+    members are selected come along); a named task must have its data; a named aggregate brings its members."""
+    from tasks import TASKS, get_task, is_aggregate, task_meta
+
+    names = _unique(requested)
+    if names == ["all"]:
+        chosen, skipped = [], []
+        for name in TASKS.names():
+            if is_aggregate(name):
+                continue
+            ok, where = task_meta(name).data.status(preset) if task_meta(name).data else (True, "")
+            (chosen if ok else skipped).append(name if ok else (name, f"data missing — {where}"))
+        aggs = [n for n in TASKS.names() if is_aggregate(n) and set(get_task(n).members) <= set(chosen)]
+        return chosen, aggs, skipped
+    tasks, aggs = [], []
+    for name in names:
+        if is_aggregate(name):  # unknown names raise here, with suggestions
+            aggs.append(name)
+            tasks.extend(m for m in get_task(name).members if m not in tasks)
+        elif name not in tasks:
+            tasks.append(name)
+    for name in tasks:
+        meta = task_meta(name)
+        if meta.data is not None and not meta.synthetic:
+            meta.data.prepare(progress=False)  # missing real data raises here, before any work
+    return tasks, aggs, []
+
+
+def make_plan(cfg: RunConfig) -> Plan:
+    from bench.encoders import check_encoder_name, encoder_prerequisite
+    from tasks import TASKS, get_task, task_meta
+
+    encoders = _unique([check_encoder_name(e) for e in cfg.encoders])
+    weights = {}
+    for name, path in cfg.weights.items():
+        canonical = check_encoder_name(name)
+        if canonical not in encoders:
+            raise BenchError(f"--weights {name}=...: {name} is not one of the encoders of this run ({', '.join(encoders)})")
+        weights[canonical] = path
+    cfg.weights = weights
+    for name in cfg.task_config:
+        TASKS.entry(name)  # an override for an unknown task raises with suggestions
+    names, agg_names, skipped = select(cfg.tasks, cfg.synth_preset)
+    if not names:
+        raise BenchError("no task to run: " + (", ".join(f"{n} ({r})" for n, r in skipped) or "none selected"))
+    unused = sorted(set(cfg.task_config) - set(names))
+    if unused:
+        raise BenchError(f"--set/--config for tasks that are not in this run: {', '.join(unused)}")
+    plans = []
+    for name in names:
+        meta, task = task_meta(name), get_task(name)
+        config = resolve(task.default_config(), cfg.task_config.get(name, {}), where=f"config of {name}")
+        data, generate = "", False
+        if meta.data is not None:
+            _, data = meta.data.status(cfg.synth_preset)
+            generate = meta.synthetic and not meta.data.generated(cfg.synth_preset)
+            if generate:
+                data = f"synthetic scenes, preset {cfg.synth_preset!r} (rendered once, shared by every synthetic task)"
+        plans.append(TaskPlan(meta, config, data, generate))
+    aggs = [TaskPlan(task_meta(n), {"members": list(get_task(n).members)}, "stored results") for n in agg_names]
+    prereqs = [p for e in encoders
+               if (p := encoder_prerequisite(e, weights.get(e), preset=cfg.sb_preset)) is not None]
+    return Plan(cfg, encoders, prereqs, plans, aggs, skipped)
+
+
+__all__ = ["Plan", "RunConfig", "TaskPlan", "feature_manifest", "make_plan", "select"]
