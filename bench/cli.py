@@ -24,7 +24,7 @@ def _weights(values: list[str] | None, encoders: list[str]) -> dict[str, str]:
         name, sep, path = value.partition("=")
         if not sep:
             if len(encoders) != 1:
-                raise SystemExit("--weights FILE is ambiguous with several encoders: use --weights NAME=FILE")
+                raise BenchError("--weights FILE is ambiguous with several encoders: use --weights NAME=FILE")
             name, path = encoders[0], value
         out[name] = path
     return out
@@ -70,7 +70,8 @@ def cmd_run(args) -> int:
 def cmd_list(args) -> int:
     if args.what == "encoders":
         from bench.encoders import ENCODERS
-        from bench.encoders.weights import MissingWeightsError, resolve_weights
+        from bench.encoders.naming import tag_table
+        from bench.encoders.weights import MissingWeightsError, find_weights
 
         print(f"{'name':24} {'backend':13} {'family':9} {'weights':8} needs")
         for entry in ENCODERS.entries():
@@ -79,11 +80,19 @@ def cmd_list(args) -> int:
                 ok, needs = True, "nothing (random-init, seeded)"
             else:
                 try:
-                    ok, needs = True, str(resolve_weights(card, None).path)
+                    ok, needs = True, str(find_weights(card))
                 except MissingWeightsError:
                     ok, needs = False, f"HF cache of {card.hf_repo} or --weights FILE.safetensors"
             print(f"{entry.name:24} {card.backend:13} {card.family:9} {'ready' if ok else 'missing':8} {needs}")
-        print("\nNAME+sb = the SpatialBoost version of NAME (needs a trained checkpoint).")
+        print("\nAliases (the same encoder: one cache entry, one results row, under the name on the right):")
+        for alias, target in ENCODERS.aliases().items():
+            note = ENCODERS.alias_meta(alias).get("note")
+            print(f"  {alias:22} = {target}{f'  ({note})' if note else ''}")
+        print("\nNAME+sb = the SpatialBoost version of NAME (needs a trained checkpoint: `bench sb train --encoder NAME`);"
+              "\nNAME+sb-TAG = an ablation (`bench sb train --encoder NAME+sb-TAG`). Tags, one per setting, combine"
+              " (NAME+sb-lora-reverse):")
+        for line in tag_table():
+            print(f"  {line}")
     else:
         from tasks import catalog
 

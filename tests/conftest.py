@@ -84,3 +84,26 @@ def write_image_folder(root: Path, per_class: dict[str, int], size=(40, 40), see
                 arr = np.clip(np.array(palette[ci % len(palette)]) + rng.normal(0, 25, (*size[::-1], 3)), 0, 255)
                 Image.fromarray(arr.astype("uint8")).save(folder / f"{split}_{i:04d}.JPEG", quality=95)
     return root
+
+
+def run_task(name: str, encoder, root=None, *, artifacts_dir=None, batch_size: int = 32, seed: int = 0,
+             **overrides):
+    """Run one registered task's behaviour directly (no tracking): `(TaskResult, EvalContext)`.
+    `overrides` are config keys (dotted for nested fields), exactly as `--set NAME.key=value`."""
+    import tempfile
+
+    from bench.config import resolve
+    from bench.context import EvalContext
+    from bench.features import FeatureCache
+    from tasks import get_task
+
+    task = get_task(name)
+    if root is None and task.meta.data is not None:
+        root = task.meta.data.prepare(progress=False)
+    cfg = resolve(task.default_config(), overrides, where=f"config of {name}")
+    ctx = EvalContext(encoder, torch.device("cpu"), seed, FeatureCache(), root=Path(root) if root else None,
+                      batch_size=batch_size, num_workers=0, progress=False, artifacts_dir=artifacts_dir,
+                      state_root=Path(tempfile.mkdtemp(prefix="bench-state-")))
+    result = task.run(ctx, cfg)
+    result.validate(task.meta)
+    return result, ctx

@@ -15,10 +15,9 @@ from PIL import Image
 
 from bench.data.retrieval import (PatchMultipleResize, load_amstertime, load_gnd, load_met, restricted_load,
                                   restricted_loads, revisited_datasets, snap_to_patch)
-from bench.features import Extractor, FeatureCache
+from tests.conftest import run_task
 from bench.metrics.retrieval import (compute_map, global_average_precision, hit_list_metrics, positive_ranks,
                                      random_ranking, revisited_gnd, revisited_metrics, trapezoid_ap)
-from runners.context import TaskContext
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -189,11 +188,6 @@ def write_revisited(root: Path, name: str = "gnd_roxford5k.pkl") -> dict:
     return data
 
 
-def _ctx(encoder) -> TaskContext:
-    return TaskContext(encoder, torch.device("cpu"), 0, FeatureCache(), Extractor(encoder, batch_size=8, num_workers=0),
-                       progress=False)
-
-
 def test_revisited_loader_and_task(tmp_path, monkeypatch, counting_encoder):
     root = tmp_path / "roxford5k"
     data = write_revisited(root)
@@ -208,9 +202,9 @@ def test_revisited_loader_and_task(tmp_path, monkeypatch, counting_encoder):
 
     monkeypatch.setenv("BENCH_ROXFORD", str(root))
     task = get_task("roxford-retrieval")
-    ctx = _ctx(counting_encoder)
-    metrics = task.evaluate(ctx, task.data.prepare())
-    assert set(metrics) == {m.name for m in task.metrics}
+    result, ctx = run_task("roxford-retrieval", counting_encoder, batch_size=8)
+    metrics = result.metrics
+    assert set(metrics) == {m.name for m in task.meta.metrics}
     # the toy encoder sees colours: every landmark's own images come first
     assert metrics["mAP_medium"] == 100.0 and metrics["mAP_hard"] == 100.0
     assert metrics["mAP_hard_random"] < metrics["mAP_hard"]
@@ -244,9 +238,9 @@ def test_met_loader_and_task(tmp_path, monkeypatch, counting_encoder):
 
     monkeypatch.setenv("BENCH_MET", str(root))
     task = get_task("met-retrieval")
-    ctx = _ctx(counting_encoder)
-    metrics = task.evaluate(ctx, task.data.prepare())
-    assert set(metrics) == {m.name for m in task.metrics}
+    result, ctx = run_task("met-retrieval", counting_encoder, batch_size=8)
+    metrics = result.metrics
+    assert set(metrics) == {m.name for m in task.meta.metrics}
     assert metrics["accuracy_nodistractors"] == 100.0 and metrics["GAP_nodistractors"] == 100.0
     # the distractor's (wrong) prediction lowers GAP only if it is ranked above a correct one
     assert 0 < metrics["GAP"] <= 100.0 and ctx.params["n_distractors"] == 1
@@ -271,20 +265,20 @@ def test_amstertime_loader_and_task(tmp_path, monkeypatch, counting_encoder, lay
 
     monkeypatch.setenv("BENCH_AMSTERTIME", str(root))
     task = get_task("amstertime-retrieval")
-    ctx = _ctx(counting_encoder)
-    metrics = task.evaluate(ctx, task.data.prepare())
-    assert set(metrics) == {m.name for m in task.metrics}
+    result, ctx = run_task("amstertime-retrieval", counting_encoder, batch_size=8)
+    metrics = result.metrics
+    assert set(metrics) == {m.name for m in task.meta.metrics}
     assert metrics["mAP"] == metrics["top1"] == 100.0 and metrics["mAP_random"] < 100.0
 
 
 def test_missing_real_data_names_the_path(tmp_path, monkeypatch):
     from bench.errors import DataMissingError
-    from tasks import get_task
+    from tasks import task_meta
 
     for name, env in (("roxford-retrieval", "BENCH_ROXFORD"), ("met-retrieval", "BENCH_MET"),
                       ("amstertime-retrieval", "BENCH_AMSTERTIME")):
         monkeypatch.setenv(env, str(tmp_path / "nowhere"))
-        task = get_task(name)
-        assert task.data.status()[0] is False
+        data = task_meta(name).data
+        assert data.status()[0] is False
         with pytest.raises(DataMissingError, match="nowhere"):
-            task.data.prepare()
+            data.prepare()
