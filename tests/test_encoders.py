@@ -297,9 +297,14 @@ ZOO = ["vit-tiny", "dinov3", "dinov3-vits16", "dinov3-vitb16", "dinov3-vitl16", 
        "openclip-vitl14", "openclip-vitbigg14", "aimv2", "aimv2-vitl14", "pe-core", "pe-core-vitb16"]
 
 
+ALIASES = {"dinov3": "dinov3-vit7b16", "dinov2": "dinov2-vitg14", "siglip2": "siglip2-vitg16",
+           "openclip": "openclip-vitbigg14", "aimv2": "aimv2-3b14", "pe-core": "pe-core-vitg14"}
+
+
 def test_zoo_names_and_sources():
     names = ENCODERS.names()
-    assert set(ZOO) <= set(names)
+    assert set(ZOO) <= set(names) | set(ENCODERS.aliases())
+    assert ENCODERS.aliases() == ALIASES and not set(ALIASES) & set(names)  # an alias is no second entry
     open_clip = pytest.importorskip("open_clip")
     for name in names:
         card = encoder_card(name)
@@ -341,3 +346,20 @@ def test_unknown_name_suggests():
         load_encoder("dinov3-vitb61")
     assert "dinov3-vitb16" in err.value.suggestions
     assert "dinov3-vitb16" in str(err.value)
+
+
+def test_alias_is_the_same_encoder_and_cache_key(monkeypatch):
+    """An alias loads the canonical encoder under the canonical name: one cache entry, one results row."""
+    from bench.encoders import check_encoder_name
+    from bench.features import FeatureCache, FeatureSpec
+
+    monkeypatch.setattr(ENCODERS, "_aliases", {**ENCODERS.aliases(), "tiny": "vit-tiny"})
+    assert ENCODERS.canonical("tiny") == "vit-tiny" and check_encoder_name("tiny+sb") == "vit-tiny+sb"
+    a, b = load_encoder("tiny"), load_encoder("vit-tiny")
+    assert a.name == b.name == "vit-tiny" and a.identity() == b.identity()
+    spec, ident = FeatureSpec(("cls",)), {"files": "x"}
+    assert FeatureCache.key(a, ident, "t", spec) == FeatureCache.key(b, ident, "t", spec)
+    cache = FeatureCache(Path(os.environ["BENCH_HOME"]) / "cache")
+    assert cache.entry_dir(a, ident, "t", spec) == cache.entry_dir(b, ident, "t", spec)
+    for alias, target in ALIASES.items():  # the zoo's aliases resolve the same way (no weights needed)
+        assert check_encoder_name(alias) == target and encoder_card(alias) is encoder_card(target)

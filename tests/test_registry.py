@@ -45,3 +45,25 @@ def test_real_registries_suggest(monkeypatch):
     with pytest.raises(UnknownNameError) as err:
         TASKS.get("synth-cls-kn")
     assert "synth-cls-knn" in err.value.suggestions
+
+
+def test_alias_resolves_to_one_entry():
+    reg = Registry("encoder")
+    reg.register("big-model-7b", "math:tau", card="c")
+    reg.alias("big", "big-model-7b", note="the paper's")
+    reg.alias("bigger", "big")  # an alias of an alias is the same entry
+    assert reg.entry("big") is reg.entry("big-model-7b") is reg.entry("bigger")
+    assert reg.canonical("big") == "big-model-7b" == reg.canonical("big-model-7b")
+    assert reg.names() == ["big-model-7b"] and reg.names(aliases=True) == ["big-model-7b", "big", "bigger"]
+    assert [e.name for e in reg.entries()] == ["big-model-7b"]
+    assert "big" in reg and reg.aliases("big-model-7b") == {"big": "big-model-7b", "bigger": "big-model-7b"}
+    assert reg.alias_meta("big") == {"note": "the paper's"}
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.alias("big", "big-model-7b")
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.register("big", 1)
+    with pytest.raises(ValueError, match="not registered"):
+        reg.alias("small", "small-model")
+    with pytest.raises(UnknownNameError) as err:
+        reg.canonical("bgi")
+    assert "big" in err.value.suggestions  # aliases are suggested too

@@ -9,15 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from bench.spatialboost.data import (IGNORE_INDEX, IMAGE_TOKEN, LEVELS, CollateError, ConversationCollator, LlavaDataset,
-                                     arrange, build_recipe, load_tokenizer, recipe_status, spatial_turns,
-                                     to_conversation, train_tokenizer)
+from bench.data.scenes import (CanonicalFrame, ObjectInfo, View, ViewGeometry, backproject, fit_floor,
+                               floor_candidates)
+from bench.spatialboost.data import LEVELS, arrange, build_recipe, recipe_status, spatial_turns, to_conversation
 from bench.spatialboost.data.cot import CotConfig
-from bench.spatialboost.data.geometry import (CanonicalFrame, ObjectInfo, View, ViewGeometry, backproject, fit_floor,
-                                              floor_candidates)
-from bench.spatialboost.data.llava import LlavaFormatError, validate_sample
 from bench.spatialboost.data.templates import all_template_text, fmt_length, parse_length
-from bench.spatialboost.data.tokenizer import tokenizer_hash
+from bench.vlm.collate import IGNORE_INDEX, CollateError, ConversationCollator
+from bench.vlm.llava import LlavaDataset, LlavaFormatError, validate_sample
+from bench.vlm.tokenizer import IMAGE_TOKEN, load_tokenizer, tokenizer_hash, train_tokenizer
 
 # ------------------------------------------------------------------------------ a hand-built scene
 W, H, F = 160, 120, 110.0

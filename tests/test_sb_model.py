@@ -163,7 +163,8 @@ def test_param_growth_and_lora_exact():
 
 # ---------------------------------------------------------------------------------------- VLM
 def _vlm(mode="dual", vocab=64, image_token=3):
-    from bench.spatialboost.model import SpatialVLM, TinyLLMConfig, build_tiny_llm
+    from bench.vlm.llm import TinyLLMConfig, build_tiny_llm
+    from bench.vlm.model import SpatialVLM
 
     enc = _timm()
     apply_mode(enc, mode)
@@ -173,7 +174,7 @@ def _vlm(mode="dual", vocab=64, image_token=3):
 
 
 def test_stage_trainable_parameters():
-    from bench.spatialboost.train import set_trainable
+    from bench.spatialboost.build import set_trainable
 
     vlm = _vlm()
     names = {n for n, _ in vlm.named_parameters()}
@@ -228,7 +229,7 @@ def test_splice_multi_image_positions_and_labels():
 
 
 def test_vlm_forward_loss_and_errors():
-    from bench.spatialboost.model import UnsupervisedSampleError
+    from bench.vlm.model import UnsupervisedSampleError
 
     vlm = _vlm(image_token=3)
     ids = torch.tensor([[1, 3, 5, 6, 7, 8], [1, 3, 3, 9, 10, 11]])
@@ -248,13 +249,12 @@ def test_vlm_forward_loss_and_errors():
 
 
 # ------------------------------------------------------------------------------- checkpoints
-def test_checkpoint_round_trip_is_exact(monkeypatch):
+def test_checkpoint_round_trip_is_exact():
     from bench.encoders import load_encoder
-    from bench.encoders.spatialboost import checkpoint_path
     from bench.spatialboost.checkpoint import CheckpointError, save_boosted
-    from bench.spatialboost.model import build_projector
+    from bench.spatialboost.encoder import checkpoint_path
+    from bench.vlm.model import build_projector
 
-    monkeypatch.setenv("BENCH_SB_AUTOTRAIN", "0")
     enc = load_encoder("vit-tiny")
     layers = apply_mode(enc, "dual")
     g = torch.Generator().manual_seed(1)
@@ -299,17 +299,8 @@ def test_missing_checkpoint_that_cannot_be_trained_is_a_clear_error():
     assert "timm/vit_small_patch14_dinov2.lvd142m" in msg
 
 
-def test_autotrain_off_is_a_clear_error(monkeypatch):
-    from bench.encoders import load_encoder
-    from bench.errors import NotTrainedError
-
-    monkeypatch.setenv("BENCH_SB_AUTOTRAIN", "0")
-    with pytest.raises(NotTrainedError, match="bench sb train --encoder vit-tiny --stage all"):
-        load_encoder("vit-tiny+sb")
-
-
 def test_missing_llm_is_named(monkeypatch):
-    from bench.spatialboost.model import MissingLLMError, resolve_llm_path
+    from bench.vlm.llm import MissingLLMError, resolve_llm_path
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(MissingLLMError, match="--llm"):
@@ -317,7 +308,8 @@ def test_missing_llm_is_named(monkeypatch):
 
 
 def test_config_profiles_and_overrides():
-    from bench.spatialboost.train import cosine_schedule, resolve_config
+    from bench.spatialboost.config import resolve_config
+    from bench.spatialboost.trainer import cosine_schedule
 
     cfg = resolve_config(["stage3.lr=1e-4"], encoder="vit-tiny")
     assert cfg.hparams == "tiny" and cfg.stage3.lr == 1e-4  # the user's value beats the profile

@@ -31,7 +31,8 @@ def shared_home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(shared_home):
-    from bench.spatialboost.train import resolve_config, train
+    from bench.spatialboost.config import resolve_config
+    from bench.spatialboost.train import train
 
     cfg = resolve_config(FAST, encoder="vit-tiny", preset="tiny", progress=False)
     path = train(cfg)
@@ -72,11 +73,12 @@ def test_checkpoint_loads_as_sb_encoder(trained, shared_home):
         assert torch.equal(a, load_encoder("vit-tiny+sb")(x).patches)
 
 
-def test_missing_checkpoint_trains_when_recipe_present(trained, shared_home, monkeypatch):
-    """With the recipe built here, a missing checkpoint triggers training (stubbed: copy)."""
+def test_prerequisite_trains_a_missing_checkpoint(trained, shared_home, monkeypatch):
+    """No checkpoint: load_encoder refuses (trains nothing); the prerequisite's run() trains (stubbed: copy)."""
     import bench.spatialboost.train as train_mod
-    from bench.encoders import load_encoder
-    from bench.encoders.spatialboost import checkpoint_path
+    from bench.encoders import encoder_prerequisite, load_encoder
+    from bench.errors import NotTrainedError
+    from bench.spatialboost.encoder import checkpoint_path
 
     path, _ = trained
     calls = []
@@ -87,35 +89,50 @@ def test_missing_checkpoint_trains_when_recipe_present(trained, shared_home, mon
         shutil.copy(backup, dst)
         return dst
 
+    assert encoder_prerequisite("vit-tiny+sb") is None  # the checkpoint exists
     backup = path.with_suffix(".bak")
     shutil.move(path, backup)
     monkeypatch.setattr(train_mod, "train", fake_train)
     try:
+        with pytest.raises(NotTrainedError, match="bench sb train --encoder vit-tiny\\+sb --stage all"):
+            load_encoder("vit-tiny+sb")
+        assert calls == []
+        step = encoder_prerequisite("vit-tiny+sb")
+        assert step.ready and step.run is not None and step.estimate_seconds > 0
+        # the estimate is the wall time the earlier training recorded for its three stages
+        log = json.loads((path.parent / "train_log.json").read_text())
+        assert step.estimate_seconds == pytest.approx(sum(log["stages"][k]["seconds"] for k in "123"))
+        step.run()
         enc = load_encoder("vit-tiny+sb")
     finally:
-        shutil.move(backup, path)  # restore the original (identical) file
+        if backup.exists():
+            shutil.move(backup, path)  # restore the original (identical) file
     assert calls == [("vit-tiny", "qwen2-tiny", "tiny", (1, 2, 3))] and enc.name == "vit-tiny+sb"
 
 
 def test_ablation_modes_resume_from_stage2(trained, shared_home):
-    from bench.encoders import load_encoder
-    from bench.spatialboost.train import resolve_config, train
+    from bench.encoders import encoder_prerequisite, load_encoder
+    from bench.spatialboost.config import resolve_config
+    from bench.spatialboost.train import train
 
+    step = encoder_prerequisite("vit-tiny+sb-lora")  # plans stage 3 only, on top of vit-tiny+sb's stage 2
+    assert step.ready and "stage 3" in step.action and "vit-tiny+sb/stage2.safetensors" in step.action
     cfg = resolve_config(FAST + ["stage3.max_steps=1", "eval_samples=0"], encoder="vit-tiny", mode="lora",
                          progress=False, track=False)
     path = train(cfg, (3,))
     assert path.parent.name == "vit-tiny+sb-lora"
     log = json.loads((path.parent / "train_log.json").read_text())
     assert log["resumed_from"].endswith("vit-tiny+sb/stage2.safetensors")
-    enc = load_encoder("vit-tiny+sb", weights=path)
-    assert enc.sb_metadata["mode"] == "lora"
+    enc = load_encoder("vit-tiny+sb-lora")  # an ablation checkpoint loads by its name
+    assert enc.name == "vit-tiny+sb-lora" and enc.sb_metadata["mode"] == "lora"
+    assert encoder_prerequisite("vit-tiny+sb-lora") is None
 
-    cfg = resolve_config(FAST + ["stage3.max_steps=2"], encoder="vit-tiny", objective="simple-ft", progress=False,
+    cfg = resolve_config(FAST + ["stage3.max_steps=2"], encoder="vit-tiny+sb-simpleft", progress=False,
                          track=False)
     path = train(cfg)
     assert path.parent.name == "vit-tiny+sb-simpleft"
-    enc = load_encoder("vit-tiny+sb", weights=path)
-    assert enc.sb_metadata["objective"] == "simple-ft"
+    enc = load_encoder("vit-tiny+sb-simpleft")
+    assert enc.name == "vit-tiny+sb-simpleft" and enc.sb_metadata["objective"] == "simple-ft"
 
 
 def test_training_is_tracked(trained, shared_home):

@@ -29,7 +29,7 @@ from bench.errors import BenchError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from bench.encoders import EncoderCard
+    from bench.encoders.cards import EncoderCard
 
 SAFE_SUFFIXES = (".safetensors",)
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
@@ -238,7 +238,7 @@ def _cached_file(repo: str, filename: str) -> Path | None:
         return None
 
 
-def _from_hf_cache(card: "EncoderCard") -> ResolvedWeights | None:
+def _locate_hf_cache(card: "EncoderCard") -> Path | None:
     if not card.hf_repo:
         return None
     for filename in _candidate_files(card):
@@ -252,8 +252,24 @@ def _from_hf_cache(card: "EncoderCard") -> ResolvedWeights | None:
                 continue
             if any(s is None for s in shards):
                 continue
-        return ResolvedWeights(path=path, sha256=weights_sha256(path), source="hf-cache", repo=card.hf_repo)
+        return path
     return None
+
+
+def _from_hf_cache(card: "EncoderCard") -> ResolvedWeights | None:
+    path = _locate_hf_cache(card)
+    if path is None:
+        return None
+    return ResolvedWeights(path=path, sha256=weights_sha256(path), source="hf-cache", repo=card.hf_repo)
+
+
+def find_weights(card: "EncoderCard") -> Path:
+    """Where `resolve_weights(card)` would find the weights (local HF cache), without hashing them:
+    a cheap presence check for planners. `MissingWeightsError` (saying how to provide them) if absent."""
+    path = _locate_hf_cache(card)
+    if path is None:
+        raise MissingWeightsError(missing_weights_message(card))
+    return path
 
 
 def missing_weights_message(card: "EncoderCard") -> str:
@@ -293,6 +309,6 @@ def resolve_weights(card: "EncoderCard", explicit: str | Path | None = None) -> 
     return resolved
 
 
-__all__ = ["MissingWeightsError", "ResolvedWeights", "bench_home", "file_sha256", "hf_cache_dir",
+__all__ = ["MissingWeightsError", "ResolvedWeights", "bench_home", "file_sha256", "find_weights", "hf_cache_dir",
            "hf_repo_folder", "load_state_dict", "missing_weights_message", "resolve_weights",
            "weights_sha256"]

@@ -16,8 +16,9 @@ from bench.perf import PerfRow, perf_case, timed
 def _step_fn(mode: str, device, res: int, batch: int, text_len: int, vocab: int = 1024):
     from bench.encoders import load_encoder
     from bench.spatialboost.checkpoint import apply_mode
-    from bench.spatialboost.model import SpatialVLM, build_tiny_llm
-    from bench.spatialboost.train import set_trainable
+    from bench.spatialboost.build import set_trainable
+    from bench.vlm.llm import build_tiny_llm
+    from bench.vlm.model import SpatialVLM
 
     enc = load_encoder("vit-tiny")
     apply_mode(enc, mode)

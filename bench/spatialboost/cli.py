@@ -1,43 +1,19 @@
 """`bench sb ...`: the bundled SpatialBoost trainer.
 
     bench sb train --encoder vit-tiny --stage all          # stages 1-3 -> checkpoints/vit-tiny+sb/
-    bench sb train --encoder vit-tiny --stage 3 --mode lora   # an ablation (-> vit-tiny+sb-lora)
+    bench sb train --encoder vit-tiny+sb-lora --stage all  # an ablation, by its name (= --mode lora)
+    bench sb train --encoder vit-tiny --stage 3 --mode lora   # the same, resuming from vit-tiny+sb's stage 2
     bench sb data --preset tiny                            # build the training recipe only
     bench sb info vit-tiny+sb                              # what a checkpoint holds
 
-Kept import-light: heavy modules are imported inside the command functions.
+Kept import-light (`bench.spatialboost.config` imports no torch): heavy modules are imported inside
+the command functions.
 """
 from __future__ import annotations
 
-import argparse
 import json
 
-STAGES = (1, 2, 3)
-MODES = ("dual", "lora", "full")
-OBJECTIVES = ("llm", "simple-ft")
-
-
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--encoder", default="vit-tiny", help="base encoder of the zoo (the output is NAME+sb)")
-    p.add_argument("--stage", default="all", help="1 | 2 | 3 | all")
-    p.add_argument("--preset", default=None, help="data recipe preset (tiny | small | full); default tiny")
-    p.add_argument("--order", default=None, help="stage-3 turn order: forward | reverse | random (Table 7)")
-    p.add_argument("--levels", default=None, help="stage-3 levels, e.g. pixel,object,scene,caption")
-    p.add_argument("--recipe", dest="recipe_root", default=None, help="a recipe folder built elsewhere")
-    p.add_argument("--llm", default=None, help="qwen2-tiny | local folder | HF repo id in the cache (default auto)")
-    p.add_argument("--mode", default=None, choices=MODES, help="stage-3 encoder training (ablation); default dual")
-    p.add_argument("--objective", default=None, choices=OBJECTIVES, help="llm (SpatialBoost) | simple-ft (baseline)")
-    p.add_argument("--hparams", default=None, choices=["auto", "paper", "tiny"])
-    p.add_argument("--encoder-weights", default=None, help="base encoder weights file")
-    p.add_argument("--name", default=None, help="output name (default ENCODER+sb)")
-    p.add_argument("--config", default=None, help="YAML file merged over the defaults")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="OmegaConf dotlist override")
-    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
-    p.add_argument("--fsdp", action="store_true", default=None, help="FSDP2 instead of DDP under torchrun")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--no-track", action="store_true", help="no MLflow run")
-    p.add_argument("--no-progress", action="store_true")
+from bench.spatialboost.config import add_train_arguments
 
 
 def cmd_train(args) -> int:
@@ -62,11 +38,12 @@ def cmd_data(args) -> int:
 def cmd_info(args) -> int:
     from pathlib import Path
 
-    from bench.encoders.spatialboost import checkpoint_path
+    from bench.encoders import check_encoder_name
     from bench.errors import NotTrainedError
     from bench.spatialboost.checkpoint import file_sha256, read_metadata, read_tensors
+    from bench.spatialboost.encoder import checkpoint_path
 
-    path = Path(args.weights) if args.weights else checkpoint_path(args.name)
+    path = Path(args.weights) if args.weights else checkpoint_path(check_encoder_name(args.name))
     if not path.is_file():
         raise NotTrainedError(f"no checkpoint at {path}")
     meta = read_metadata(path)
@@ -107,6 +84,6 @@ def add_subcommands(subparsers) -> None:
     d.set_defaults(fn=cmd_data)
 
     i = sub.add_parser("info", help="show what a NAME+sb checkpoint holds")
-    i.add_argument("name", help="e.g. vit-tiny+sb")
+    i.add_argument("name", help="e.g. vit-tiny+sb or vit-tiny+sb-lora")
     i.add_argument("--weights", default=None, help="a checkpoint file instead of the default location")
     i.set_defaults(fn=cmd_info)

@@ -29,9 +29,6 @@ import torch
 from bench.encoders.base import BlockOutput, EncoderOutput
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bench.encoders.backends.hf_backend import HFEncoder
-    from bench.encoders.backends.openclip_backend import OpenCLIPEncoder
-    from bench.encoders.backends.timm_backend import TimmEncoder
     from bench.encoders.weights import ResolvedWeights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

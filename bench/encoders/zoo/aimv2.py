@@ -29,10 +29,8 @@ def aimv2_1b14(weights, seed):
     return timm_encoder("aimv2_1b_patch14_224.apple_pt", "aimv2-1b14", weights, seed)
 
 
-@register_encoder("aimv2", backend="timm", family="aimv2", hf_repo="timm/aimv2_3b_patch14_224.apple_pt",
-                  weight_files=TIMM_FILES,
-                  description="Alias of aimv2-3b14 (size assumed: the paper does not state it)." + _NOTE)
 @register_encoder("aimv2-3b14", backend="timm", family="aimv2", hf_repo="timm/aimv2_3b_patch14_224.apple_pt",
-                  weight_files=TIMM_FILES, description="AIMv2 3B/14 (2.7B, 3072-d, 24 blocks), 224 px." + _NOTE)
+                  weight_files=TIMM_FILES, description="AIMv2 3B/14 (2.7B, 3072-d, 24 blocks), 224 px." + _NOTE,
+                  aliases={"aimv2": "size assumed: the paper does not state it"})
 def aimv2_3b14(weights, seed):
     return timm_encoder("aimv2_3b_patch14_224.apple_pt", "aimv2-3b14", weights, seed)

@@ -30,10 +30,9 @@ def dinov2_vitl14(weights, seed):
     return timm_encoder("vit_large_patch14_dinov2.lvd142m", "dinov2-vitl14", weights, seed, resolution=RES)
 
 
-@register_encoder("dinov2", backend="timm", family="dinov2", hf_repo="timm/vit_giant_patch14_dinov2.lvd142m",
-                  weight_files=TIMM_FILES, description="Alias of dinov2-vitg14: the paper's DINOv2 baseline, ViT-g/14.")
 @register_encoder("dinov2-vitg14", backend="timm", family="dinov2", hf_repo="timm/vit_giant_patch14_dinov2.lvd142m",
-                  weight_files=TIMM_FILES, description="DINOv2 ViT-g/14 (1.1B, 1536-d, 40 blocks, SwiGLU), 224 px.")
+                  weight_files=TIMM_FILES, description="DINOv2 ViT-g/14 (1.1B, 1536-d, 40 blocks, SwiGLU), 224 px.",
+                  aliases={"dinov2": "the paper's DINOv2 baseline, ViT-g/14"})
 def dinov2_vitg14(weights, seed):
     return timm_encoder("vit_giant_patch14_dinov2.lvd142m", "dinov2-vitg14", weights, seed, resolution=RES)
 

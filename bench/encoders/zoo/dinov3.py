@@ -44,13 +44,11 @@ def dinov3_vith16plus(weights, seed):
     return timm_encoder("vit_huge_plus_patch16_dinov3.lvd1689m", "dinov3-vith16plus", weights, seed)
 
 
-@register_encoder("dinov3", backend="timm", family="dinov3", hf_repo="timm/vit_7b_patch16_dinov3.lvd1689m",
-                  weight_files=TIMM_FILES,
-                  description="Alias of dinov3-vit7b16: the paper's DINOv3 baseline, ViT-7B/16." + _GATED)
 @register_encoder("dinov3-vit7b16", backend="timm", family="dinov3", hf_repo="timm/vit_7b_patch16_dinov3.lvd1689m",
                   weight_files=TIMM_FILES,
                   description="DINOv3 ViT-7B/16 (6.7B, 4096-d, 40 blocks, SwiGLU), LVD-1689M; ~27 GB fp32 "
-                              "(cast to bf16 for inference)." + _GATED)
+                              "(cast to bf16 for inference)." + _GATED,
+                  aliases={"dinov3": "the paper's DINOv3 baseline, ViT-7B/16"})
 def dinov3_vit7b16(weights, seed):
     return timm_encoder("vit_7b_patch16_dinov3.lvd1689m", "dinov3-vit7b16", weights, seed)
 

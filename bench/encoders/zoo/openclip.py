@@ -32,11 +32,9 @@ def openclip_vitg14(weights, seed):
     return openclip_encoder("ViT-g-14", "laion2b_s34b_b88k", "openclip-vitg14", weights, seed)
 
 
-@register_encoder("openclip", backend="open_clip", family="openclip",
-                  hf_repo="laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", weight_files=OPENCLIP_FILES,
-                  description="Alias of openclip-vitbigg14: the paper's OpenCLIP ViT-G/14 (= ViT-bigG-14).")
 @register_encoder("openclip-vitbigg14", backend="open_clip", family="openclip",
                   hf_repo="laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", weight_files=OPENCLIP_FILES,
-                  description="OpenCLIP ViT-bigG-14 ('ViT-G/14') laion2b_s39b_b160k (1664-d, 48 blocks), 224 px.")
+                  description="OpenCLIP ViT-bigG-14 ('ViT-G/14') laion2b_s39b_b160k (1664-d, 48 blocks), 224 px.",
+                  aliases={"openclip": "the paper's OpenCLIP ViT-G/14 (= ViT-bigG-14)"})
 def openclip_vitbigg14(weights, seed):
     return openclip_encoder("ViT-bigG-14", "laion2b_s39b_b160k", "openclip-vitbigg14", weights, seed)

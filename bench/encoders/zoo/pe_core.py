@@ -34,12 +34,10 @@ def pe_core_vitl14(weights, seed):
     return timm_encoder("vit_pe_core_large_patch14_336.fb", "pe-core-vitl14", weights, seed)
 
 
-@register_encoder("pe-core", backend="timm", family="pe-core", hf_repo="timm/vit_pe_core_gigantic_patch14_448.fb",
-                  weight_files=TIMM_FILES,
-                  description="Alias of pe-core-vitg14 (size assumed: the paper does not state it). No CLS token.")
 @register_encoder("pe-core-vitg14", backend="timm", family="pe-core", hf_repo="timm/vit_pe_core_gigantic_patch14_448.fb",
                   weight_files=TIMM_FILES,
                   description="PE-Core G/14 (1.9B, 1536-d, 50 blocks), 448 px. No CLS token: cls = attention-pooled "
-                              "embedding (last block) / patch mean (earlier blocks).")
+                              "embedding (last block) / patch mean (earlier blocks).",
+                  aliases={"pe-core": "size assumed: the paper does not state it"})
 def pe_core_vitg14(weights, seed):
     return timm_encoder("vit_pe_core_gigantic_patch14_448.fb", "pe-core-vitg14", weights, seed)

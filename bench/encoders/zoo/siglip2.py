@@ -43,13 +43,10 @@ def siglip2_so400m16(weights, seed):
     return timm_encoder("vit_so400m_patch16_siglip_384.v2_webli", "siglip2-so400m16", weights, seed)
 
 
-@register_encoder("siglip2", backend="timm", family="siglip2",
-                  hf_repo="timm/vit_giantopt_patch16_siglip_384.v2_webli", weight_files=TIMM_FILES,
-                  description="Alias of siglip2-vitg16: the paper's SigLIP2 baseline ViT-g/16 (giant-opt, 384 px)."
-                              + _NOTE)
 @register_encoder("siglip2-vitg16", backend="timm", family="siglip2",
                   hf_repo="timm/vit_giantopt_patch16_siglip_384.v2_webli", weight_files=TIMM_FILES,
-                  description="SigLIP2 ViT-g/16 giant-opt (1.1B, 1536-d, 40 blocks), 384 px." + _NOTE)
+                  description="SigLIP2 ViT-g/16 giant-opt (1.1B, 1536-d, 40 blocks), 384 px." + _NOTE,
+                  aliases={"siglip2": "the paper's SigLIP2 baseline ViT-g/16 (giant-opt, 384 px)"})
 def siglip2_vitg16(weights, seed):
     return timm_encoder("vit_giantopt_patch16_siglip_384.v2_webli", "siglip2-vitg16", weights, seed)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .geometry import View, backproject
+from bench.data.scenes import View, backproject
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -149,7 +149,7 @@ class GTCaptioner(_GT, Captioner):
 
     def __call__(self, obs: Observation) -> str:
         from .captions import short_caption
-        from .geometry import ViewGeometry
+        from bench.data.scenes import ViewGeometry
 
         v = self._view(obs)
         rng = np.random.default_rng(zlib.crc32(obs.key.encode()))

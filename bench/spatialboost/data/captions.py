@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import Cube, ObjectInfo, ViewGeometry
+from bench.data.scenes import Cube, ObjectInfo, ViewGeometry
+
 from .templates import BRIEF_PROMPTS, INSTRUCT, fill, fmt_length
 
 _IRREGULAR_PLURAL = {"box": "boxes", "bookshelf": "bookshelves", "glass": "glasses", "shelf": "shelves"}

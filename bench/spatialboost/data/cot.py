@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bench.data.scenes import ViewGeometry, instance_pixels
+
 from .captions import layout_caption, scene_caption, unique_named, visible_objects
-from .geometry import ViewGeometry, instance_pixels
 from .templates import (CLOSER, CUBE, DEPTH, DISTANCE, LAYOUT_CAPTION, LEFT, LEVELS, SCENE_CAPTION, fill, fmt_length,
                         fmt_point, fmt_vec)
 

@@ -24,8 +24,9 @@ from typing import Protocol
 
 import numpy as np
 
+from bench.data.scenes import View, instance_pixels
+
 from .captions import join_list, number_word, plural
-from .geometry import View, instance_pixels
 from .templates import MULTIVIEW, fill, fmt_length
 
 UP = np.array([0.0, 0.0, 1.0])  # world up of the ScanNet-style scenes (floor z = 0)

@@ -24,18 +24,18 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.data.scenes import CanonicalFrame, Plane, ViewGeometry, load_scene, load_synth_view, object_cubes
 from bench.io import atomic_path
 from bench.paths import bench_home
+from bench.vlm.llava import IMAGE_TOKEN, write_llava
+from bench.vlm.tokenizer import DEFAULT_SYSTEM, DEFAULT_VOCAB, save_tokenizer, train_tokenizer
 
 from . import captions as cap
 from .annotators import Annotators, Observation, annotate_view
 from .cot import ORDERS, TURNS_PER_LEVEL, CotConfig, InsufficientContent, arrange, spatial_turns, to_conversation
-from .geometry import CanonicalFrame, Plane, ViewGeometry, load_scene, load_synth_view, object_cubes
-from .llava import IMAGE_TOKEN, write_llava
 from .multiview import (MVConfig, MVView, distance_matrix, make_distance, multiview_prompt, multiview_qa, select_sets,
                         virtual_views)
 from .templates import LEVELS, all_template_text
-from .tokenizer import DEFAULT_SYSTEM, DEFAULT_VOCAB, save_tokenizer, train_tokenizer
 
 RECIPE_VERSION = "1.0.0"
 FILES = {"stage1": "stage1_captions.json", "stage2": "stage2_instruct.json", "stage3": "stage3_spatial_cot.json"}

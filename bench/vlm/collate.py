@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .tokenizer import IMAGE_TOKEN, to_messages
+from bench.vlm.tokenizer import IMAGE_TOKEN, to_messages
 
 IGNORE_INDEX = -100
 

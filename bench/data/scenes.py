@@ -1,5 +1,10 @@
-"""Per-view geometry: back-projection, floor-plane fit, the canonical gravity-aligned frame, and the
-3D bounding cubes of objects (paper §3.2; SpatialVLM's canonicalisation).
+"""Posed RGB-D scenes: the per-view record (`View`), its readers, and per-view geometry.
+
+Shared by the SpatialBoost recipe (`bench.spatialboost.data`) and 3D-scene probes: `load_scene` /
+`load_synth_view` / `read_matrix` read the ScanNet-style layout the synthetic scenes are written in
+(`bench.data.synth`: ``scene.json``, colour / depth PNGs, 4x4 pose text files); back-projection,
+floor-plane fit, the canonical gravity-aligned frame and the 3D bounding cubes of objects follow
+the SpatialBoost paper (§3.2; SpatialVLM's canonicalisation).
 
 Camera frame: OpenCV (x right, y down, z forward), metres. Depth maps hold planar z-depth (0 = invalid).
 

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from bench.io import atomic_path
+from bench.vlm.tokenizer import IMAGE_TOKEN
 
-IMAGE_TOKEN = "<image>"
 SPEAKERS = ("human", "gpt", "system")
 
 

@@ -1,4 +1,7 @@
-"""The SpatialBoost VLM: vision encoder f_V -> projector g_P ("mlp2x_gelu") -> causal LLM f_L.
+"""A LLaVA-style VLM: vision encoder f_V -> projector g_P ("mlp2x_gelu") -> causal LLM f_L.
+
+SpatialBoost trains it in three stages (`bench.spatialboost.trainer`); 3D-QA / VLM evaluation tasks can
+build one from any zoo encoder and an LLM of `bench.vlm.llm`.
 
 Visual tokens are the encoder's patch tokens from one block (`vision_layer`, -1 = last; the
 `Encoder` interface applies the final norm, CLS and register tokens are dropped). They are spliced
@@ -8,39 +11,17 @@ several images per sample, images in the order of the placeholders. Spliced posi
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from bench.encoders.base import Encoder
 from bench.errors import BenchError
-
-IGNORE_INDEX = -100
-TINY_LLM = "qwen2-tiny"
-PAPER_LLM = "Qwen/Qwen2-7B"  # paper §3.1; any local Qwen2/causal-LM folder works via --llm PATH
-
-
-class MissingLLMError(BenchError):
-    """The requested LLM's weights are not on this machine."""
+from bench.vlm.collate import IGNORE_INDEX
 
 
 class UnsupervisedSampleError(BenchError):
     """A sample lost every supervised token (LLaVA's silent loss-0 failure mode): never train on it."""
-
-
-@dataclass
-class TinyLLMConfig:
-    """Random-init Qwen2-architecture LLM for the offline default (vocab = the project's tokenizer)."""
-
-    hidden_size: int = 192
-    num_layers: int = 3
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    intermediate_size: int = 512
-    max_positions: int = 4096
 
 
 def build_projector(vision_dim: int, llm_dim: int, kind: str = "mlp2x_gelu") -> nn.Module:
@@ -50,51 +31,6 @@ def build_projector(vision_dim: int, llm_dim: int, kind: str = "mlp2x_gelu") -> 
     if kind == "linear":
         return nn.Linear(vision_dim, llm_dim)
     raise ValueError(f"unknown projector {kind!r} (mlp2x_gelu | linear)")
-
-
-def build_tiny_llm(vocab_size: int, cfg: TinyLLMConfig | None = None, seed: int = 0, *, pad_token_id=None,
-                   bos_token_id=None, eos_token_id=None) -> nn.Module:
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    cfg = cfg or TinyLLMConfig()
-    config = Qwen2Config(
-        vocab_size=int(vocab_size), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
-        max_position_embeddings=cfg.max_positions, tie_word_embeddings=True, rope_theta=10000.0,
-        pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, use_cache=False)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Qwen2ForCausalLM(config)
-    return model
-
-
-def resolve_llm_path(spec: str) -> Path:
-    """`spec` = a local folder with config.json + weights, or a HF repo id already in the local cache."""
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise MissingLLMError(f"LLM folder {path} has no config.json")
-        return path
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(spec, local_files_only=True))
-    except Exception as exc:  # noqa: BLE001 - any failure means: not available offline
-        raise MissingLLMError(
-            f"LLM weights for {spec!r} are not on this machine (no such folder, not in the Hugging Face cache: "
-            f"{type(exc).__name__}). Download them (e.g. `huggingface-cli download {spec}`) or pass "
-            f"--llm /path/to/model_folder; for the offline toy run use --llm {TINY_LLM}.") from exc
-
-
-def load_pretrained_llm(spec: str, dtype: torch.dtype | None = None):
-    """(model, tokenizer) of a pretrained causal LM, offline only."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = resolve_llm_path(spec)
-    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=dtype or torch.float32)
-    model.config.use_cache = False
-    return model, tokenizer
 
 
 class SpatialVLM(nn.Module):
@@ -202,5 +138,4 @@ class SpatialVLM(nn.Module):
         return {"loss": loss, "n_supervised": n_tok, "n_tokens": mask.sum()}
 
 
-__all__ = ["IGNORE_INDEX", "MissingLLMError", "PAPER_LLM", "SpatialVLM", "TINY_LLM", "TinyLLMConfig",
-           "UnsupervisedSampleError", "build_projector", "build_tiny_llm", "load_pretrained_llm", "resolve_llm_path"]
+__all__ = ["SpatialVLM", "UnsupervisedSampleError", "build_projector"]
