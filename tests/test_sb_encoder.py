@@ -100,7 +100,9 @@ def test_load_without_checkpoint_raises_and_trains_nothing():
     from bench.errors import NotTrainedError
     from bench.paths import checkpoints_root
 
-    load_encoder("vit-tiny")  # warm up imports
+    load_encoder("vit-tiny")  # warm up imports (timm, the checkpoint reader, omegaconf)
+    with pytest.raises(NotTrainedError):
+        load_encoder("vit-tiny+sb-full")
     for name, command in (("vit-tiny+sb", "bench sb train --encoder vit-tiny+sb --stage all"),
                           ("vit-tiny+sb-lora", "bench sb train --encoder vit-tiny+sb-lora --stage all")):
         t0 = time.perf_counter()

@@ -100,8 +100,10 @@ def encoder_card(name: str) -> EncoderCard:
 
 
 def base_name(name: str) -> str:
-    """The canonical base of `name` (``dinov3+sb-lora`` -> ``dinov3-vit7b16``)."""
-    return resolve_name(name).base
+    """The base of `name`, canonical when it is in the zoo (``dinov3+sb-lora`` -> ``dinov3-vit7b16``);
+    a base the zoo does not know is returned as written (use `check_encoder_name` to validate)."""
+    base = parse_encoder_name(name).base
+    return ENCODERS.canonical(base) if base in ENCODERS else base
 
 
 def encoder_prerequisite(name: str, weights: str | Path | None = None, *,

@@ -68,7 +68,7 @@ def add_subcommands(subparsers) -> None:
     sb = subparsers.add_parser("sb", help="SpatialBoost: train NAME+sb encoders (3 LLaVA-style stages)")
     sub = sb.add_subparsers(dest="sb_cmd", required=True)
 
-    t = sub.add_parser("train", help="train stage 1 | 2 | 3 | all (writes checkpoints/NAME+sb/)",
+    t = sub.add_parser("train", help="train stage 1 | 2 | 3 | all (writes checkpoints/NAME+sb[-TAG]/)",
                        description="Stage 1: projector on captions; stage 2: projector + LLM on instructions; "
                                    "stage 3: projector + dual-channel attention through the frozen LLM on spatial "
                                    "chain-of-thought. Multi-GPU: torchrun --nproc_per_node=N -m "
