@@ -106,13 +106,14 @@ def cmd_list(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from bench.tracking import read_results
+    from bench.results import RESULT_COLUMNS
+    from bench.store import read_records, tidy
 
-    df = read_results(only_latest=args.latest)
-    if args.encoder:
-        df = df[df["encoder"].isin(_split(args.encoder))]
-    if args.task:
-        df = df[df["task"].isin(_split(args.task))]
+    records = read_records(encoders=_split(args.encoder) or None, tasks=_split(args.task) or None,
+                           all_runs=args.all_runs)
+    if records.skipped:
+        print(records.skipped_message(), file=sys.stderr)
+    df = tidy(records)[RESULT_COLUMNS]
     if args.format == "csv":
         df.to_csv(sys.stdout, index=False)
     elif args.format == "json":
@@ -166,9 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("what", choices=["encoders", "tasks"])
     ls.set_defaults(fn=cmd_list)
 
-    res = sub.add_parser("results", help="tidy results read back from MLflow")
+    res = sub.add_parser("results", help="tidy results read back from MLflow (one row per metric)")
     res.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    res.add_argument("--latest", action="store_true", help="keep only the newest run per encoder/task/seed")
+    res.add_argument("--all-runs", action="store_true",
+                     help="every finished run (default: the newest run per identity: encoder, weights, task, "
+                          "task version, config, seed)")
+    res.add_argument("--latest", action="store_false", dest="all_runs", help="the default (newest run per identity)")
     res.add_argument("--encoder", action="append")
     res.add_argument("--task", action="append")
     res.set_defaults(fn=cmd_results)

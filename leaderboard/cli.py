@@ -16,6 +16,16 @@ def _write(text: str, out: Path | None) -> None:
     print(f"wrote {out}", file=sys.stderr)
 
 
+def load_records(all_runs: bool = False):
+    """Records from the store; malformed runs are reported on stderr, never fatal."""
+    from leaderboard import tables
+
+    records = tables.load_records(all_runs=all_runs)
+    if records.skipped:
+        print(records.skipped_message(), file=sys.stderr)
+    return records
+
+
 def cmd_table(args) -> int:
     from bench.errors import BenchError
     from leaderboard import paper, tables
@@ -24,14 +34,14 @@ def cmd_table(args) -> int:
         for key in paper.table_keys():
             print(f"{key:4} {paper.get_table(key).title}")
         return 0
-    results = tables.load_results(only_latest=not args.all_runs)
+    records = load_records(all_runs=args.all_runs)
     if args.paper is not None:
         try:
-            grid = tables.paper_grid(args.paper, results)
+            grid = tables.paper_grid(args.paper, records)
         except KeyError as exc:
             raise BenchError(exc.args[0]) from None
     else:
-        grid = tables.measured_grid(results, all_metrics=args.all_metrics)
+        grid = tables.measured_grid(records, metrics="all" if args.all_metrics else args.metrics)
     _write(tables.render(grid, args.format), args.out)
     return 0
 
@@ -39,7 +49,7 @@ def cmd_table(args) -> int:
 def cmd_leaderboard_build(args) -> int:
     from leaderboard.site import build_site
 
-    index = build_site(args.out)
+    index = build_site(args.out, records=load_records())
     print(f"leaderboard written to {index} (open it in a browser; `bench leaderboard serve` serves it)")
     return 0
 
@@ -49,7 +59,7 @@ def cmd_leaderboard_serve(args) -> int:
 
     directory = Path(args.dir) if args.dir else default_out()
     if args.build or not (directory / "index.html").exists():
-        build_site(directory)
+        build_site(directory, records=load_records())
     serve(directory, port=args.port, host=args.host)
     return 0
 
@@ -57,11 +67,15 @@ def cmd_leaderboard_serve(args) -> int:
 def add_subcommands(subparsers) -> None:
     t = subparsers.add_parser("table", help="results tables: measured, or a paper table with measured next to reported")
     t.add_argument("--paper", metavar="N", help="render paper table N (1-5, 8, 9, 20; w1-w3 = workshop tables)")
-    t.add_argument("--format", choices=["markdown", "latex", "html"], default="markdown")
+    t.add_argument("--format", choices=["markdown", "latex", "html", "text"], default="markdown")
     t.add_argument("--out", type=Path, help="write to FILE instead of stdout")
-    t.add_argument("--all-metrics", action="store_true", help="every metric of every task, not only the headline")
+    t.add_argument("--metrics", choices=["headline", "scores", "all"], default="headline",
+                   help="headline: each task's headline (default); scores: every score metric; all: also the "
+                        "reference (floors) and diagnostic metrics, marked")
+    t.add_argument("--all-metrics", action="store_true", help="= --metrics all")
     t.add_argument("--all-runs", action="store_true",
-                   help="aggregate every finished run (default: the newest run per encoder/task/seed)")
+                   help="aggregate every finished run (default: the newest run per identity, i.e. per "
+                        "encoder/weights/task/version/config/seed)")
     t.add_argument("--list", action="store_true", help="list the paper tables")
     t.set_defaults(fn=cmd_table)
 

@@ -9,7 +9,8 @@ one-line CSV edit, never a code change:
   Table 8); both rows are kept as reported and carry a `note`.
 - `encoder_names.csv`: paper row name -> our zoo name (+ aliases tried in order).
 - `task_map.csv`: paper (task, metric) -> our (task, metric), its task group and a short label.
-  A registered task whose `paper_task` names a paper task takes precedence over the CSV's task name.
+  A catalogued task (`tasks.catalog()`, metadata only) whose `paper_task` names a paper task takes
+  precedence over the CSV's task name.
 - `paper_table_titles.csv`: table keys (`1`..`20`, `w1`..`w3` for the workshop tables) and titles.
 """
 from __future__ import annotations
@@ -18,9 +19,11 @@ import csv
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from typing import Any, Mapping
+
+from leaderboard.grid import sb_base, split_name, task_catalog
 
 WORKSHOP_PREFIX = "workshop"
-SB_SUFFIX = "+SB"
 
 
 def _rows(name: str) -> list[dict[str, str]]:
@@ -160,43 +163,31 @@ def zoo_candidates(paper_encoder: str) -> tuple[str, ...]:
     if entry is not None:
         return entry.candidates
     # An unmapped row still gets a guess, so a new paper row is never silently dropped.
-    return (paper_encoder.lower().replace(SB_SUFFIX.lower(), "+sb"),)
+    base, variant, tag = split_name(paper_encoder)
+    return (base.lower() + (f"+{variant}" + (f"-{tag}" if tag else "") if variant else ""),)
 
 
-def sb_base(name: str) -> str | None:
-    """`DINOv3+SB` -> `DINOv3`, `dinov3+sb` -> `dinov3`; None for a name without the suffix."""
-    return name[: -len(SB_SUFFIX)] if name.lower().endswith(SB_SUFFIX.lower()) else None
-
-
-def _registered_tasks() -> dict:
-    try:
-        from tasks import TASKS
-    except ImportError:  # the leaderboard also works from the data alone
-        return {}
-    return {name: TASKS.get(name) for name in TASKS.names()}
-
-
-def resolve_task(paper_task: str, paper_metric: str, registered: dict | None = None) -> TaskName:
+def resolve_task(paper_task: str, paper_metric: str, catalog: Mapping[str, Any] | None = None) -> TaskName:
     """Our (task, metric, group, label) for a paper column.
 
-    A registered task that declares `paper_task=<paper_task>` wins over the CSV's task name; the
-    CSV's metric is kept when that task has it, else the task's headline stands in for the paper's
-    headline metric (and a paper metric we do not compute keeps its own name).
+    A catalogued task (`TaskMeta`) that declares `paper_task=<paper_task>` wins over the CSV's task
+    name; the CSV's metric is kept when that task has it, else the task's headline stands in for the
+    paper's headline metric (and a paper metric we do not compute keeps its own name).
     """
-    registered = _registered_tasks() if registered is None else registered
+    catalog = task_catalog() if catalog is None else catalog
     mapped = task_names().get((paper_task, paper_metric)) or TaskName(
         paper_task, paper_metric, paper_task, paper_metric, "other", paper_task, True)
-    task = next((t for t in registered.values() if getattr(t, "paper_task", None) == paper_task), None)
-    if task is None:
-        task = registered.get(mapped.task)
-    if task is None:
+    meta = next((t for t in catalog.values() if getattr(t, "paper_task", None) == paper_task), None)
+    if meta is None:
+        meta = catalog.get(mapped.task)
+    if meta is None:
         return mapped
-    names = {m.name for m in task.metrics}
+    names = {m.name for m in meta.metrics}
     metric = mapped.metric
     if metric not in names:
         lower = {n.lower(): n for n in names}
-        metric = lower.get(metric.lower()) or (task.headline if mapped.headline else metric)
-    return TaskName(paper_task, paper_metric, task.name, metric, task.group, mapped.label, mapped.headline)
+        metric = lower.get(metric.lower()) or (meta.headline if mapped.headline else metric)
+    return TaskName(paper_task, paper_metric, meta.name, metric, meta.group, mapped.label, mapped.headline)
 
 
 __all__ = ["EncoderName", "PaperTable", "PaperValue", "TaskName", "encoder_names", "get_table", "paper_tables",

@@ -1,7 +1,9 @@
 """The static leaderboard: one self-contained index.html (tables, SVG plots, inline JSON data, plain JS).
 
-`build_site()` reads every finished task run from MLflow plus the paper's reported numbers and
-writes `index.html` (+ `data.json`, the same data for reuse). Nothing is loaded from the network and
+`build_site()` reads every finished task run from the store (`bench.store.read_records`) plus the
+paper's reported numbers and writes `index.html` (+ `data.json`, the same data for reuse). Columns,
+rows, aggregation by identity and the best / delta / data-status rules are the tables' own
+(`leaderboard/measured.py`, `leaderboard/grid.py`); this module only lays them out as a page. Nothing is loaded from the network and
 no server is needed (file:// works); `serve()` is only a convenience. A new encoder appears by being
 evaluated: the page is built from run data alone.
 
@@ -20,14 +22,13 @@ import math
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import Any, Mapping, Sequence
 
 from leaderboard import paper
-from leaderboard.tables import (GROUP_LABELS, MISSING_DATA, NOT_RUN, aggregate, auto_decimals,
-                                encoder_order, esc_html, fmt, fmt_stats, group_rank, measured_columns,
-                                measured_title, registered_tasks, usable)
+from leaderboard.grid import (best_flags, data_status, decimals_for, delta_cell, fmt, fmt_stats, group_label,
+                              group_rank, sb_base, short_id, status_cell, task_catalog)
+from leaderboard.measured import Layout, RowKey, measured_layout, measured_title
+from leaderboard.render import esc_html
 
 RANK_METHOD = (
     "Mean rank. For each task column, entries of the same source (measured runs among measured runs, paper "
@@ -36,6 +37,8 @@ RANK_METHOD = (
     "for; the overall score is its mean rank over all columns it has a value for. Lower is better; the "
     "number of columns an entry was ranked on is shown, since a mean over fewer tasks is less certain.")
 SOURCES = ("measured", "paper")
+SHOWN_PARAMS = ("encoder_label", "weights_id", "random_init", "synth_preset", "code_version", "device", "config_hash",
+                "task_version")
 
 
 def _finite(x: Any) -> float | None:
@@ -67,65 +70,90 @@ def _column_order() -> dict[tuple[str, str], int]:
     return {(t.task, t.metric): i for i, t in enumerate(paper.task_names().values())}
 
 
-def build_data(results: pd.DataFrame | None, registered: dict | None = None,
+def _cell_data(m, decimals: int) -> dict[str, Any]:
+    s = m.series
+    return {
+        "mean": _finite(m.mean), "std": _finite(m.std), "n": m.n, "text": fmt_stats(m.mean, m.std, m.n, decimals),
+        "values": [_finite(v) for v in m.values], "seeds": list(m.seeds), "run_ids": list(m.run_ids),
+        "run_seeds": list(m.run_seeds), "protocol": m.protocol, "task_version": s.task_version,
+        "config_hash": s.config_hash, "weights": [short_id(w) for w in m.weights_ids],
+        "params": {k: v for k, v in sorted(m.params.items()) if k.startswith("protocol.") or k in SHOWN_PARAMS},
+        "title": measured_title(m),
+    }
+
+
+def _other_metrics(records, catalog) -> list[dict[str, Any]]:
+    """Reference and diagnostic numbers (floors, selection scores): listed apart, never ranked."""
+    if not records:
+        return []
+    layout = measured_layout(records, catalog, "all")
+    out = []
+    for c in layout.columns:
+        if c.role == "score":
+            continue
+        dec = decimals_for(c.unit, [m.mean for (_, ck), m in layout.cells.items() if ck == c.key])
+        for r in layout.rows:
+            m = layout.get(r.key, c.key)
+            if m is not None:
+                out.append({"encoder": r.label, "task": c.key.task, "metric": c.key.metric, "variant": c.variant,
+                            "role": c.role, "higher_is_better": c.higher_is_better, "unit": c.unit,
+                            "text": fmt_stats(m.mean, m.std, m.n, dec), "mean": _finite(m.mean), "n": m.n,
+                            "run_ids": list(m.run_ids), "title": measured_title(m)})
+    return out
+
+
+def build_data(records: Sequence[Any] | None, catalog: Mapping[str, Any] | None = None,
                generated: str | None = None) -> dict[str, Any]:
-    """Everything the page shows, as plain JSON-able data."""
-    registered = registered_tasks() if registered is None else registered
-    results = usable(results) if results is not None else None
-    if results is None or results.empty:
-        results = pd.DataFrame(columns=["encoder", "task", "metric", "value", "higher_is_better", "seed"])
-    measured = aggregate(results)
+    """Everything the page shows, as plain JSON-able data (`records`: `bench.store.read_records()`)."""
+    catalog = task_catalog() if catalog is None else catalog
+    records = list(records or [])
+    layout = measured_layout(records, catalog, "headline") if records else Layout([], [], {})
     order = _column_order()
     columns: dict[str, dict[str, Any]] = {}
+    current: dict[tuple[str, str], tuple[tuple[int, int], str]] = {}  # (task, metric) -> newest variant's id
 
-    def add_column(task: str, metric: str, group: str, hib: bool | None, label: str, synthetic: bool) -> str:
-        cid = f"{task}:{metric}"
+    def add_column(cid: str, task: str, metric: str, group: str, hib: bool | None, label: str, **extra: Any) -> str:
         if cid not in columns:
+            meta = catalog.get(task)
             columns[cid] = {"id": cid, "task": task, "metric": metric, "group": group or "other",
-                            "higher_is_better": hib, "label": label, "synthetic": synthetic,
-                            "order": order.get((task, metric), 10_000)}
+                            "higher_is_better": hib, "label": label, "synthetic": bool(getattr(meta, "synthetic", False)),
+                            "order": order.get((task, metric), 10_000), "unit": "", "variant": "", "decimals": None,
+                            **extra}
         return cid
 
-    # Measured columns: each measured task's headline metric.
-    if not results.empty:
-        for task, metric, group, hib in measured_columns(results, False, registered):
-            t = registered.get(task)
-            mapped = next((x for x in paper.task_names().values() if x.task == task), None)
-            add_column(task, metric, group, hib, mapped.label if mapped else task,
-                       bool(t is not None and getattr(t, "synthetic", False)))
-    # Paper columns: the paper's headline columns, mapped to our names.
+    # Measured columns: each measured task's headline metric (one per task version / config).
+    mapped_label = {t.task: t.label for t in reversed(list(paper.task_names().values()))}
+    for c in layout.columns:
+        label = mapped_label.get(c.key.task, c.key.task) + (f" ({c.variant})" if c.variant else "")
+        values = [m.mean for (_, ck), m in layout.cells.items() if ck == c.key]
+        add_column(c.id, c.key.task, c.key.metric, c.group, c.higher_is_better, label, unit=c.unit,
+                   variant=c.variant, decimals=decimals_for(c.unit, values), title=c.title)
+        rank = (c.key.task_version, c.newest)
+        if current.get((c.key.task, c.key.metric), ((0, -1), ""))[0] < rank:
+            current[(c.key.task, c.key.metric)] = (rank, c.id)
+    # Paper columns: the paper's headline columns, mapped to our names (into the newest measured variant).
     resolved = {}
-    for (ptask, pmetric), _ in paper.task_names().items():
-        ours = paper.resolve_task(ptask, pmetric, registered)
-        resolved[(ptask, pmetric)] = ours
     for v in paper.paper_values():
-        ours = resolved.get((v.task, v.metric)) or paper.resolve_task(v.task, v.metric, registered)
-        resolved[(v.task, v.metric)] = ours
+        key = (v.task, v.metric)
+        if key not in resolved:
+            resolved[key] = paper.resolve_task(v.task, v.metric, catalog)
+        ours = resolved[key]
         if ours.headline:
-            add_column(ours.task, ours.metric, ours.group, v.higher_is_better, ours.label, False)
+            cid = current.get((ours.task, ours.metric), (None, f"{ours.task}:{ours.metric}"))[1]
+            add_column(cid, ours.task, ours.metric, ours.group, v.higher_is_better, ours.label)
 
     entries: list[dict[str, Any]] = []
-    # Measured entries: one per evaluated encoder name.
-    if not results.empty:
-        for enc in encoder_order(results["encoder"]):
-            cells: dict[str, Any] = {}
-            for cid, col in columns.items():
-                m = measured.get((enc, col["task"], col["metric"]))
-                if m is None:
-                    continue
-                cells[cid] = {
-                    "mean": _finite(m.mean), "std": _finite(m.std), "n": m.n,
-                    "values": [_finite(v) for v in m.values], "seeds": list(m.seeds), "run_ids": list(m.run_ids),
-                    "protocol": m.protocol,
-                    "params": {k: v for k, v in sorted(m.params.items())
-                               if k.startswith("protocol.") or k in ("encoder_label", "weights_id", "random_init",
-                                                                     "synth_preset", "code_version", "device")},
-                    "title": measured_title(m, col["task"], col["metric"]),
-                }
-            label = next((c.get("params", {}).get("encoder_label") for c in cells.values()
-                          if c.get("params", {}).get("encoder_label")), enc)
-            entries.append({"name": enc, "label": label, "source": "measured", "base": paper.sb_base(enc),
-                            "cells": cells})
+    ids: dict[RowKey, int] = {}
+    for r in layout.rows:  # measured entries: one per (encoder, weights)
+        cells = {}
+        for c in layout.columns:
+            m = layout.get(r.key, c.key)
+            if m is not None:
+                cells[c.id] = _cell_data(m, columns[c.id]["decimals"])
+        ids[r.key] = len(entries)
+        entries.append({"name": r.key.encoder, "label": r.label, "source": "measured", "title": r.title,
+                        "weights": short_id(r.key.weights), "base": r.base.encoder if r.base else None,
+                        "base_key": r.base, "cells": cells})
     # Paper entries: one per paper row name; a value from the first table it appears in (Table 4 before 8).
     tables_order = {k: i for i, k in enumerate(paper.table_keys())}
     by_name: dict[str, dict[str, Any]] = {}
@@ -133,9 +161,9 @@ def build_data(results: pd.DataFrame | None, registered: dict | None = None,
         ours = resolved[(v.task, v.metric)]
         if not ours.headline:
             continue
-        cid = f"{ours.task}:{ours.metric}"
+        cid = current.get((ours.task, ours.metric), (None, f"{ours.task}:{ours.metric}"))[1]
         entry = by_name.setdefault(v.encoder, {
-            "name": v.encoder, "label": v.encoder, "source": "paper", "base": paper.sb_base(v.encoder),
+            "name": v.encoder, "label": v.encoder, "source": "paper", "base": sb_base(v.encoder),
             "zoo": (paper.zoo_candidates(v.encoder) or ("",))[0], "cells": {}, "tables": []})
         tname = ("Workshop " if v.table.startswith("w") else "") + f"Table {v.table.lstrip('w')}"
         if tname not in entry["tables"]:
@@ -153,32 +181,33 @@ def build_data(results: pd.DataFrame | None, registered: dict | None = None,
             if not math.isclose(cell["mean"], v.value):
                 cell["title"] += f"; {tname} reports {fmt(v.value, v.decimals)} (kept: first table)"
     entries.extend(by_name.values())
-
-    cols = sorted(columns.values(), key=lambda c: (group_rank(c["group"]), c["order"], c["task"], c["metric"]))
-    _rank(entries, cols)
     for i, e in enumerate(entries):
         e["id"] = f"e{i}"
+    paper_ids = {e["name"]: e["id"] for e in entries if e["source"] == "paper"}
+    for e in entries:  # the base entry of each +SB entry (same source), by id
+        key = e.pop("base_key", None)
+        e["base_id"] = (f"e{ids[key]}" if key in ids else None) if e["source"] == "measured" \
+            else paper_ids.get(e["base"] or "")
+
+    cols = sorted(columns.values(), key=lambda c: (group_rank(c["group"]), c["order"], c["task"], c["id"]))
+    _rank(entries, cols)
     groups = sorted({c["group"] for c in cols}, key=group_rank)
     return {
         "title": "SpatialBoost benchmark leaderboard",
         "generated": generated or _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "rank_method": RANK_METHOD,
-        "groups": [{"id": g, "label": GROUP_LABELS.get(g, g)} for g in groups],
+        "groups": [{"id": g, "label": group_label(g)} for g in groups],
         "columns": cols,
         "entries": entries,
-        "status": {c["id"]: _column_status(c["task"], registered) for c in cols},
+        "status": {c["id"]: _column_status(c["task"], catalog) for c in cols},
+        "other_metrics": _other_metrics(records, catalog),
+        "notes": layout.notes,
     }
 
 
-def _column_status(task: str, registered: dict) -> dict[str, Any]:
-    t = registered.get(task)
-    if t is None:
-        return {"registered": False, "data": False, "where": "not a task of this registry yet"}
-    try:
-        ok, where = t.data.status()
-    except Exception as exc:  # never let one broken data source break the page
-        ok, where = False, f"data status failed: {exc}"
-    return {"registered": True, "data": bool(ok), "where": where}
+def _column_status(task: str, catalog: Mapping[str, Any]) -> dict[str, Any]:
+    st = data_status(task, catalog)
+    return {"registered": st.known, "data": st.present, "where": st.where}
 
 
 def _average_ranks(values: list[tuple[int, float]], higher_is_better: bool) -> dict[int, float]:
@@ -207,11 +236,8 @@ def _rank(entries: list[dict[str, Any]], cols: list[dict[str, Any]]) -> None:
                 continue
             for i, r in _average_ranks(vals, bool(col["higher_is_better"])).items():
                 entries[i]["ranks"][col["id"]] = r
-            if len(vals) < 2:  # a lone value is not "best" of anything
-                continue
-            best = min(entries[i]["ranks"][col["id"]] for i, _ in vals)
-            for i, _ in vals:
-                if entries[i]["ranks"][col["id"]] == best:
+            for (i, _), best in zip(vals, best_flags([v for _, v in vals], bool(col["higher_is_better"]))):
+                if best:  # the one best-value rule of every report (leaderboard/grid.py)
                     entries[i]["cells"][col["id"]]["best"] = True
     for e in entries:
         for group in {c["group"] for c in cols} | {"overall"}:
@@ -229,44 +255,40 @@ def _num_attr(v: float | None) -> str:
     return "" if v is None else repr(float(v))
 
 
-def _delta_html(entry: dict[str, Any], col: dict[str, Any], by_key: dict[tuple[str, str], dict[str, Any]]) -> str:
-    base = entry.get("base")
-    if not base or col["higher_is_better"] is None:
-        return ""
-    b = by_key.get((entry["source"], base))
-    if b is None or col["id"] not in b["cells"] or col["id"] not in entry["cells"]:
-        return ""
-    bv, sv = b["cells"][col["id"]]["mean"], entry["cells"][col["id"]]["mean"]
-    if bv is None or sv is None:
-        return ""
-    d = sv - bv
-    dec = entry["cells"][col["id"]].get("decimals") or auto_decimals([bv, sv])
-    if abs(d) < 0.5 * 10 ** -dec:
-        return f' <span class="delta same" title="no change vs {esc_html(base)}">±0</span>'
-    good = (d > 0) == bool(col["higher_is_better"])
-    return (f' <span class="delta {"good" if good else "bad"}" title="{"better" if good else "worse"} than '
-            f'{esc_html(base)} ({fmt(bv, dec)})">{d:+.{dec}f}</span>')
+def _decimals(entry: dict[str, Any], col: dict[str, Any]) -> int:
+    cell = entry["cells"].get(col["id"], {})
+    if entry["source"] == "paper" and cell.get("decimals") is not None:
+        return int(cell["decimals"])
+    return col["decimals"] if col.get("decimals") is not None else 3
 
 
-def _cell_html(entry: dict[str, Any], col: dict[str, Any], status: dict[str, Any],
-               by_key: dict[tuple[str, str], dict[str, Any]]) -> str:
+def _delta_html(entry: dict[str, Any], col: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> str:
+    base = by_id.get(entry.get("base_id") or "")
+    if base is None or col["id"] not in base["cells"] or col["id"] not in entry["cells"]:
+        return ""
+    cell = delta_cell(base["cells"][col["id"]]["mean"], entry["cells"][col["id"]]["mean"], col["higher_is_better"],
+                      _decimals(entry, col), entry["source"], base["label"])
+    if cell.kind != "delta":
+        return ""
+    cls = "same" if cell.good is None else ("good" if cell.good else "bad")
+    return f' <span class="delta {cls}" title="{esc_html(cell.title)}">{esc_html(cell.text)}</span>'
+
+
+def _cell_html(entry: dict[str, Any], col: dict[str, Any], catalog: Mapping[str, Any] | None,
+               by_id: dict[str, dict[str, Any]]) -> str:
     cell = entry["cells"].get(col["id"])
     attrs = f'data-col="{esc_html(col["id"])}" data-entry="{esc_html(entry["id"])}"'
     if cell is None:
         if entry["source"] == "paper":
             return f'<td class="num none" {attrs} data-value="" title="not in the paper">—</td>'
-        missing = status["registered"] and not status["data"]
-        kind, text = ("missing-data", MISSING_DATA) if missing else ("not-run", NOT_RUN)
-        return (f'<td class="num {kind}" {attrs} data-value="" title="{esc_html(col["task"])}: '
-                f'{esc_html(status["where"] if missing else "no finished run for this encoder")}">{text}</td>')
+        st = status_cell(col["task"], catalog)
+        return (f'<td class="num {st.kind}" {attrs} data-value="" title="{esc_html(st.title)}">'
+                f"{esc_html(st.text)}</td>")
     if entry["source"] == "measured":
-        dec = auto_decimals([e["cells"][col["id"]]["mean"] for e in by_key.values()
-                             if e["source"] == "measured" and col["id"] in e["cells"]
-                             and e["cells"][col["id"]]["mean"] is not None])
-        text = fmt_stats(cell["mean"], cell["std"], cell["n"], dec)
         runs = ", ".join(r[:8] for r in cell["run_ids"])
         badge = (f'<span class="badge measured" title="measured: run {esc_html(", ".join(cell["run_ids"]))}">'
                  f'measured <span class="run">{esc_html(runs)}</span></span>')
+        text = cell["text"]
     else:
         text = cell["text"] + (" †" if cell.get("note") else "")
         badge = f'<span class="badge paper" title="{esc_html(cell["table"])}">paper</span>'
@@ -275,15 +297,15 @@ def _cell_html(entry: dict[str, Any], col: dict[str, Any], status: dict[str, Any
     if best:
         value = f"<strong>{value}</strong>"
     return (f'<td class="num value{best}" {attrs} data-value="{esc_html(_num_attr(cell["mean"]))}" '
-            f'title="{esc_html(cell["title"])}" tabindex="0">{value}{_delta_html(entry, col, by_key)} {badge}</td>')
+            f'title="{esc_html(cell["title"])}" tabindex="0">{value}{_delta_html(entry, col, by_id)} {badge}</td>')
 
 
 def _name_html(entry: dict[str, Any]) -> str:
     if entry["source"] == "paper":
         title = f"paper row {entry['name']}; our zoo name: {entry.get('zoo') or 'none'}; {', '.join(entry['tables'])}"
     else:
-        title = f"zoo encoder {entry['name']}" + (f" ({entry['label']})" if entry.get("label") != entry["name"] else "")
-    return f'<td class="name" title="{esc_html(title)}">{esc_html(entry["name"])}</td>'
+        title = entry.get("title") or f"zoo encoder {entry['name']}"
+    return f'<td class="name" title="{esc_html(title)}">{esc_html(entry["label"])}</td>'
 
 
 def _row_attrs(entry: dict[str, Any]) -> str:
@@ -331,21 +353,23 @@ def _source_badge(e: dict[str, Any]) -> str:
     return f'<span class="badge {esc_html(e["source"])}">{esc_html(e["source"])}</span>'
 
 
-def _group_html(data: dict[str, Any], group: dict[str, str]) -> str:
+def _group_html(data: dict[str, Any], group: dict[str, str], catalog: Mapping[str, Any] | None) -> str:
     cols = [c for c in data["columns"] if c["group"] == group["id"]]
-    by_key = {(e["source"], e["name"]): e for e in data["entries"]}
+    by_id = {e["id"]: e for e in data["entries"]}
     head = (_th("Encoder", "text") + _th("Source", "text")
             + _th("Rank", "num", False, f"mean rank over the {group['label']} columns"))
     for c in cols:
-        title = (f"{c['task']} / {c['metric']} ({'higher' if c['higher_is_better'] else 'lower'} is better)"
+        title = (f"{c['task']} / {c['metric']} ({'higher' if c['higher_is_better'] else 'lower'} is better"
+                 + (f", {c['unit']}" if c.get("unit") else "") + ")"
+                 + (f"; {c['variant']}" if c.get("variant") else "")
                  + ("; synthetic twin of a paper task" if c["synthetic"] else ""))
-        head += _th(c["label"] if c["label"] != c["task"] else c["task"], "num", c["higher_is_better"], title, c["id"])
+        head += _th(c["label"], "num", c["higher_is_better"], title, c["id"])
     rows = []
     for e in _sorted_entries(data["entries"], group["id"]):
         if not any(c["id"] in e["cells"] for c in cols):
             continue
         rows.append(f"<tr {_row_attrs(e)}>{_name_html(e)}<td>{_source_badge(e)}</td>{_rank_td(e, group['id'])}"
-                    + "".join(_cell_html(e, c, data["status"][c["id"]], by_key) for c in cols) + "</tr>")
+                    + "".join(_cell_html(e, c, catalog, by_id) for c in cols) + "</tr>")
     gid = esc_html(group["id"])
     plots = "".join(_plots_html(data, group, cols, source) for source in SOURCES)
     return (f'<section class="board-section group" data-group="{gid}" id="section-{gid}">'
@@ -359,21 +383,18 @@ def _group_html(data: dict[str, Any], group: dict[str, str]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 def _pairs(data: dict[str, Any], col: dict[str, Any], source: str) -> tuple[list[tuple[str, float, float]], int]:
-    """(base name, base value, +SB value) for every base/+SB pair of a source, and the decimals to print."""
-    by_key = {(e["source"], e["name"]): e for e in data["entries"]}
+    """(base label, base value, +SB value) for every base/+SB pair of a source, and the decimals to print."""
+    by_id = {e["id"]: e for e in data["entries"]}
     out, decimals = [], []
     for e in data["entries"]:
-        if e["source"] != source or not e.get("base"):
-            continue
-        b = by_key.get((source, e["base"]))
-        if b is None:
+        b = by_id.get(e.get("base_id") or "")
+        if e["source"] != source or b is None:
             continue
         bc, sc = b["cells"].get(col["id"], {}), e["cells"].get(col["id"], {})
         if bc.get("mean") is not None and sc.get("mean") is not None:
-            out.append((e["base"], float(bc["mean"]), float(sc["mean"])))
-            decimals += [c["decimals"] for c in (bc, sc) if c.get("decimals") is not None]
-    dec = max(decimals) if decimals else auto_decimals([v for _, b, s in out for v in (b, s)])
-    return out, dec
+            out.append((b["label"], float(bc["mean"]), float(sc["mean"])))
+            decimals += [_decimals(x, col) for x in (b, e)]
+    return out, (max(decimals) if decimals else 3)
 
 
 def svg_bars(col: dict[str, Any], pairs: list[tuple[str, float, float]], decimals: int | None = None) -> str:
@@ -383,7 +404,7 @@ def svg_bars(col: dict[str, Any], pairs: list[tuple[str, float, float]], decimal
     height = top + plot_h + 22
     hi = max(max(abs(b), abs(s)) for _, b, s in pairs) or 1.0
     arrow = "↑ higher is better" if col["higher_is_better"] else "↓ lower is better"
-    dec = auto_decimals([v for _, b, s in pairs for v in (b, s)]) if decimals is None else decimals
+    dec = decimals_for("", [v for _, b, s in pairs for v in (b, s)]) if decimals is None else decimals
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc_html(col["label"])}: base vs +SB">',
              f'<text x="{left}" y="13" class="ct">{esc_html(col["label"])}</text>',
@@ -426,18 +447,40 @@ def _runs_html(data: dict[str, Any]) -> str:
         for cid, cell in e["cells"].items():
             proto = "; ".join(f"{k[len('protocol.'):]}={v}" for k, v in cell["params"].items()
                               if k.startswith("protocol."))
-            for rid, seed, v in zip(cell["run_ids"], cell["seeds"], cell["values"]):
-                rows.append(f"<tr><td>{esc_html(e['name'])}</td><td>{esc_html(cid)}</td><td>{seed}</td>"
-                            f"<td>{esc_html('' if v is None else fmt(v, 4))}</td><td><code>{esc_html(rid)}</code></td>"
-                            f"<td>{esc_html(cell['protocol'])}</td><td class=\"proto\">{esc_html(proto)}</td></tr>")
+            for rid, seed in zip(cell["run_ids"], cell["run_seeds"]):
+                value = cell["values"][cell["seeds"].index(seed)]
+                rows.append(f"<tr><td>{esc_html(e['label'])}</td><td>{esc_html(cid)}</td><td>{seed}</td>"
+                            f"<td>{esc_html('' if value is None else fmt(value, 4))}</td><td><code>{esc_html(rid)}"
+                            f"</code></td><td>{esc_html(cell['protocol'])}</td><td>v{cell['task_version']}"
+                            f"{esc_html(' ' + cell['config_hash'][:8] if cell['config_hash'] else '')}</td>"
+                            f"<td>{esc_html(', '.join(cell['weights']))}</td><td class=\"proto\">{esc_html(proto)}</td></tr>")
     if not rows:
         return '<p class="empty">No measured runs yet: run <code>bench run --encoder vit-tiny --tasks all</code>.</p>'
     return ('<details id="runs"><summary>Measured runs and their protocols</summary><table class="runs"><thead><tr>'
-            "<th>encoder</th><th>task:metric</th><th>seed</th><th>value</th><th>run id</th><th>protocol</th>"
-            f"<th>protocol params</th></tr></thead><tbody>{''.join(rows)}</tbody></table></details>")
+            "<th>encoder</th><th>task:metric</th><th>seed</th><th>value (seed mean)</th><th>run id</th><th>protocol</th>"
+            "<th>task version / config</th><th>weights</th><th>protocol params</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table></details>")
 
 
-def render_page(data: dict[str, Any]) -> str:
+def _other_metrics_html(data: dict[str, Any]) -> str:
+    """Reference and diagnostic metrics: behind a toggle, marked, never ranked or bolded."""
+    items = data.get("other_metrics") or []
+    if not items:
+        return ""
+    rows = "".join(
+        f'<tr data-role="{esc_html(o["role"])}"><td>{esc_html(o["encoder"])}</td><td>{esc_html(o["task"])}'
+        f'{esc_html(" (" + o["variant"] + ")" if o["variant"] else "")}</td><td>{esc_html(o["metric"])} '
+        f'{"↑" if o["higher_is_better"] else "↓"}</td><td><span class="badge role-{esc_html(o["role"])}">'
+        f'{esc_html(o["role"])}</span></td><td class="num" title="{esc_html(o["title"])}">{esc_html(o["text"])}</td></tr>'
+        for o in items)
+    return ('<details id="other-metrics"><summary>Reference and diagnostic metrics (not scores: floors such as '
+            'chance or random rankings, selection scores; never ranked)</summary><table class="runs"><thead><tr>'
+            "<th>encoder</th><th>task</th><th>metric</th><th>role</th><th>value</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table></details>")
+
+
+def render_page(data: dict[str, Any], catalog: Mapping[str, Any] | None = None) -> str:
+    """The page of `build_data(...)`; `catalog` gives the "missing data" cells (None: "not run" only)."""
     groups = data["groups"]
     n_measured = sum(e["source"] == "measured" for e in data["entries"])
     n_paper = sum(e["source"] == "paper" for e in data["entries"])
@@ -465,8 +508,8 @@ missing values stay last).</p>
 </nav>
 <main>
 {_overall_html(data)}
-{''.join(_group_html(data, g) for g in groups)}
-<section class="board-section" data-group="runs">{_runs_html(data)}</section>
+{''.join(_group_html(data, g, catalog) for g in groups)}
+<section class="board-section" data-group="runs">{_runs_html(data)}{_other_metrics_html(data)}</section>
 </main>
 <aside id="detail-panel" hidden><button type="button" id="detail-close" aria-label="close">×</button>
 <h3 id="detail-title"></h3><dl id="detail-body"></dl></aside>
@@ -492,17 +535,20 @@ def default_out() -> Path:
     return bench_home() / "leaderboard"
 
 
-def build_site(out: str | Path | None = None, results: pd.DataFrame | None = None,
-               registered: dict | None = None) -> Path:
-    """Write index.html and data.json to `out` (default BENCH_HOME/leaderboard); returns index.html."""
+def build_site(out: str | Path | None = None, records: Sequence[Any] | None = None,
+               catalog: Mapping[str, Any] | None = None) -> Path:
+    """Write index.html and data.json to `out` (default BENCH_HOME/leaderboard); returns index.html.
+    `records` default to `bench.store.read_records()`; `catalog` to `tasks.catalog()`."""
     from bench.io import atomic_path
-    from leaderboard.tables import load_results
 
     out = Path(out) if out is not None else default_out()
-    if results is None:
-        results = load_results()
-    data = _clean(build_data(results, registered))
-    page = render_page(data)
+    if records is None:
+        from bench.store import read_records
+
+        records = read_records()
+    catalog = task_catalog() if catalog is None else catalog
+    data = _clean(build_data(records, catalog))
+    page = render_page(data, catalog)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "data.json") as tmp:
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False), encoding="utf-8")

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.task import GROUPS
 from leaderboard import site
-from tests.test_tables import EVIL, REGISTERED, log_task_run, populate_store
+from tests.test_tables import CATALOG, EVIL, log_record, make_record, populate_store
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("BENCH_TEST_ARTIFACTS", REPO / "test-artifacts"))
@@ -51,10 +52,10 @@ def home(shared_home, monkeypatch):
 
 @pytest.fixture(scope="module")
 def built(shared_home, tmp_path_factory):
-    """The site built once from the fixture store (with the test's task registry)."""
+    """The site built once from the fixture store (with the test's task catalog)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BENCH_HOME", str(shared_home))
-        index = site.build_site(tmp_path_factory.mktemp("site"), registered=REGISTERED)
+        index = site.build_site(tmp_path_factory.mktemp("site"), catalog=CATALOG)
     return index
 
 
@@ -94,8 +95,16 @@ def test_page_marks_measured_and_paper_numbers_with_protocol(built):
     avg = p["cells"]["cortexbench-average:score"]
     assert avg["mean"] == 70.5 and "Table 8 reports 72.9" in avg["title"]  # the paper's inconsistency, shown
     groups = [g["id"] for g in data["groups"]]
-    assert groups[:6] == ["depth", "segmentation", "classification", "retrieval", "3d", "robot"]
+    assert groups == [g for g in GROUPS if g in groups]  # the one group vocabulary, in its order
+    assert [g["label"] for g in data["groups"]][:2] == [GROUPS["depth"], GROUPS["segmentation"]]
     assert 'class="chart"' in html and "base vs +SB" in html  # SVG bar charts
+    # the +SB delta next to its number, by the shared delta rule (RMSE down = better)
+    assert 'class="delta good" title="better with +SB vs dinov3 (0.480)">-0.080 ✓</span>' in html
+    # reference and diagnostic metrics: behind a toggle, marked, never ranked
+    assert '<details id="other-metrics">' in html and 'class="badge role-reference"' in html
+    floors = [o for o in data["other_metrics"] if o["metric"] == "floor"]
+    assert {o["encoder"] for o in floors} == {"dinov3", "dinov3+sb"} and all(o["role"] == "reference" for o in floors)
+    assert not any(c["metric"] in ("floor", "heldout", "aux") for c in data["columns"])
 
 
 def test_ranks_by_direction_within_each_source(built):
@@ -114,27 +123,34 @@ def test_ranks_by_direction_within_each_source(built):
 
 
 def test_new_encoder_joins_by_being_evaluated(home, tmp_path):
-    from bench.tracking import KIND_TAG, Tracker
+    from mlflow.tracking import MlflowClient
+
+    from bench.paths import tracking_uri
+    from bench.results import KIND_TAG
+    from bench.tracking import EXPERIMENT
 
     out = tmp_path / "site"
-    site.build_site(out, registered=REGISTERED)
+    site.build_site(out, catalog=CATALOG)
     assert "newcomer-vit" not in (out / "index.html").read_text()
-    tracker = Tracker()
-    with tracker.run("later run", tags={KIND_TAG: "benchmark"}) as parent:
-        log_task_run(tracker, parent, "newcomer-vit", REGISTERED["nyud-depth-linear"], 0, {"rmse": 0.3})
-    site.build_site(out, registered=REGISTERED)
+    client = MlflowClient(tracking_uri())
+    exp = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    parent = client.create_run(exp, run_name="later run", tags={KIND_TAG: "benchmark"})
+    log_record(client, exp, parent.info.run_id, make_record("newcomer-vit", "nyud-depth-linear", 0, {"rmse": 0.3}),
+               start_time=10**12)
+    site.build_site(out, catalog=CATALOG)
     html = (out / "index.html").read_text()
     assert 'data-encoder="newcomer-vit"' in html
     entry = next(e for e in _page_data(html)["entries"] if e["name"] == "newcomer-vit")
     assert entry["ranks"]["nyud-depth-linear:rmse"] == 1
 
 
-def test_cli_build_and_serve(home, tmp_path):
+def test_cli_build_and_serve(home, tmp_path, capsys):
     from bench.cli import main
 
     out = tmp_path / "board"
     assert main(["leaderboard", "build", "--out", str(out)]) == 0
     assert (out / "index.html").exists()
+    assert "skipped 2 malformed run(s)" in capsys.readouterr().err
     server = site.make_server(out, port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -427,9 +443,7 @@ def test_browser_sort_filter_details_and_screenshot(browser, built, capsys):
 
 
 def test_no_runs_yet_still_builds_with_the_paper_numbers(tmp_path):
-    import pandas as pd
-
-    index = site.build_site(tmp_path / "empty", results=pd.DataFrame(), registered=REGISTERED)
+    index = site.build_site(tmp_path / "empty", records=[], catalog=CATALOG)
     html = index.read_text()
     assert "No measured runs yet" in html and 'data-source="paper"' in html
     assert not any(e["source"] == "measured" for e in _page_data(html)["entries"])

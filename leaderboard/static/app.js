@@ -95,7 +95,8 @@
     document.getElementById("detail-title").textContent = entry.name + " — " + col.task;
     while (dl.firstChild) dl.removeChild(dl.firstChild);
     addDetail(dl, "source", entry.source);
-    addDetail(dl, "metric", col.metric + " (" + (col.higher_is_better ? "higher" : "lower") + " is better)");
+    addDetail(dl, "metric", col.metric + " (" + (col.higher_is_better ? "higher" : "lower") + " is better" +
+      (col.unit ? ", " + col.unit : "") + ")");
     if (!cell) {
       addDetail(dl, "value", td.textContent);
     } else if (entry.source === "measured") {
@@ -105,6 +106,8 @@
       addDetail(dl, "values", cell.values.join(", "));
       addDetail(dl, "run ids", cell.run_ids.join(", "));
       addDetail(dl, "protocol", cell.protocol || "unknown");
+      addDetail(dl, "task version", "v" + cell.task_version + (cell.config_hash ? ", config " + cell.config_hash : ""));
+      addDetail(dl, "weights", (cell.weights || []).join(", ") || "unknown");
       Object.keys(cell.params).forEach(function (k) { addDetail(dl, k, cell.params[k]); });
     } else {
       addDetail(dl, "reported", cell.text);
