@@ -1,4 +1,5 @@
-"""Make mmsegmentation 1.2.2 importable on `mmcv-lite`, and register the bench's modules with it.
+"""Make mmsegmentation 1.2.2 importable on `mmcv-lite`, with mmseg's own modules registered. (The
+bench's models register themselves where they live, `heads/seg.py`; this shim imports no head.)
 
 Why a stand-in: mmsegmentation 1.2.2 needs mmcv < 2.2, and the full mmcv (with its compiled CUDA/C++
 ops in `mmcv._ext`) cannot be built here, so `mmcv-lite==2.1.0` is installed. mmcv-lite ships the
@@ -117,8 +118,8 @@ _REGISTERED = False
 
 
 def import_mmseg():
-    """Import mmseg with the stand-in in place, register mmseg's modules and the bench's own
-    (frozen-encoder backbone, BN linear head, segmentor). Returns the `mmseg` package."""
+    """Import mmseg with the stand-in in place and register mmseg's modules (datasets, transforms,
+    models, metrics). Returns the `mmseg` package."""
     global _REGISTERED
     install_ext_standin()
     import mmseg
@@ -126,8 +127,6 @@ def import_mmseg():
 
     if not _REGISTERED:
         register_all_modules(init_default_scope=False)
-        import heads.seg  # noqa: F401  (registers FrozenEncoderBackbone, BNLinearHead, FrozenEncoderDecoder)
-
         _REGISTERED = True
     return mmseg
 

@@ -12,16 +12,17 @@ Feature layout everywhere: patches (B, h, w, L, D) — the last L blocks, oldest
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
+
+from heads.bank import BankAdamW, ModuleBank, seeded  # noqa: F401  (re-exported: the depth bank's pieces)
 
 
 # --- depth from bins ---------------------------------------------------------------------------------
@@ -94,15 +95,6 @@ def sigloss(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = N
 
 
 # --- heads ---------------------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Build modules under a fixed CPU RNG (restored afterwards): a head's initial weights depend only
-    on its seed and shape, not on how many heads were built before it."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
 
 def _batch_stats(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor, training: bool,
                  count: int, momentum: float = 0.1, eps: float = 1e-5) -> torch.Tensor:
@@ -209,21 +201,6 @@ class LinearDepthHeads(nn.Module):
         return one.train(self.training)
 
 
-class ModuleBank(nn.Module):
-    """Independent heads (e.g. DPT) behind the bank interface: forward stacks their outputs."""
-
-    def __init__(self, heads: Sequence[nn.Module]):
-        super().__init__()
-        self.heads = nn.ModuleList(heads)
-        self.k = len(self.heads)
-
-    def forward(self, patches: torch.Tensor, cls: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.stack([h(patches, cls) for h in self.heads])
-
-    def member(self, j: int) -> nn.Module:
-        return self.heads[j]
-
-
 # --- the bank ------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -292,48 +269,6 @@ def batch_order(n: int, batch_size: int, iterations: int, seed: int) -> Iterator
             done += 1
             if done == iterations:
                 return
-
-
-class BankAdamW:
-    """AdamW (torch semantics: decoupled decay, bias-corrected moments) where every parameter carries a
-    per-head learning rate: stacked parameters (K, ...) get a (K, 1, ...) rate, a member's own
-    parameter a scalar. Also clips each head's gradient to its own global norm."""
-
-    def __init__(self, slots: list[tuple[nn.Parameter, torch.Tensor, torch.Tensor]], cfg: TrainConfig, n_heads: int):
-        self.slots = slots  # (param, head ids (K,) or (), base lr broadcastable to param)
-        self.cfg, self.n_heads, self.step_count = cfg, n_heads, 0
-        self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for p, _, _ in slots]
-
-    def clip(self, alive: torch.Tensor) -> None:
-        if not self.cfg.grad_clip:
-            return
-        sq = torch.zeros(self.n_heads, device=alive.device)
-        for p, heads, _ in self.slots:
-            if p.grad is not None:
-                g2 = p.grad.pow(2)
-                sq.index_add_(0, heads.reshape(-1), g2.flatten(1).sum(1) if heads.dim() else g2.sum().reshape(1))
-        coef = (self.cfg.grad_clip / (sq.sqrt() + 1e-6)).clamp(max=1.0)
-        coef = torch.where(alive, coef, torch.zeros_like(coef))  # a diverged head stops moving
-        for p, heads, _ in self.slots:
-            if p.grad is not None:
-                c = coef[heads]
-                p.grad.mul_(c.reshape(c.shape + (1,) * (p.dim() - c.dim())))
-
-    @torch.no_grad()
-    def step(self, factor: float) -> None:
-        self.step_count += 1
-        b1, b2 = self.cfg.betas
-        bc1, bc2 = 1 - b1 ** self.step_count, 1 - b2 ** self.step_count
-        for (p, _, lr), (m, v) in zip(self.slots, self.state):
-            if p.grad is None:
-                continue
-            g = torch.nan_to_num(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
-            lr_t = lr * factor
-            p.mul_(1 - lr_t * self.cfg.weight_decay)
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v.sqrt() / math.sqrt(bc2)).add_(self.cfg.eps)
-            p.sub_(lr_t / bc1 * m / denom)
 
 
 def _slots(banks: Sequence[nn.Module], lrs: Sequence[Sequence[float]], device) -> tuple[list, int]:
@@ -416,3 +351,59 @@ def predict(head: nn.Module, data: DepthFeatures, batch_size: int = 16, device: 
             out = F.interpolate(out.flatten(0, 1), size=size, mode="bilinear", align_corners=False)
             out = out.reshape(k, b, *out.shape[1:])
         yield idx, out.float().cpu()
+
+
+# --- bank assembly -------------------------------------------------------------------------------------
+
+LAYER_CHOICES = {"last": 1, "last4": 4}  # linear heads: the last block, or the last 4 blocks concatenated
+
+
+class BankMember(NamedTuple):
+    name: str
+    bank: int  # which module of `DepthBank.banks`
+    index: int  # which member of that module
+    layers: str
+    lr: float
+
+
+@dataclass
+class DepthBank:
+    """Modules trained together (a stacked linear bank per layer choice, or a `ModuleBank` of DPT
+    heads), each module's learning rates, and every member in order (as `train_bank` numbers them)."""
+
+    banks: list[nn.Module]
+    lrs: list[list[float]]
+    members: list[BankMember]
+
+    def head(self, i: int) -> nn.Module:
+        """Member i as a stand-alone head."""
+        return self.banks[self.members[i].bank].member(self.members[i].index)
+
+
+def build_bank(head: str, embed_dim: int, bins: BinSpec, lrs: Sequence[float], *,
+               layer_choices: Sequence[str] = ("last", "last4"), use_cls: bool = True, linear_upsample: int = 4,
+               linear_bn: bool = True, dpt_channels: int = 256, dpt_head_upsample: bool = True,
+               seed: int = 0) -> DepthBank:
+    """The probe's grid: "linear" -> lrs x layer choices (one stacked module per choice); "dpt" -> one
+    DPT head per lr (reading the last 4 blocks). Every member starts from `seed`."""
+    banks: list[nn.Module] = []
+    members: list[BankMember] = []
+    if head == "linear":
+        for choice in layer_choices:
+            banks.append(LinearDepthHeads(embed_dim, LAYER_CHOICES[choice], use_cls, bins, upsample=linear_upsample,
+                                          use_bn=linear_bn, k=len(lrs), seed=seed))
+            tag = f"linear-{choice}{'-cls' if use_cls else ''}"
+            members += [BankMember(f"{tag}-lr{lr:g}", len(banks) - 1, j, choice, lr) for j, lr in enumerate(lrs)]
+    elif head == "dpt":
+        from heads.dpt import DPTDepthHead  # heads.dpt builds on this module's bins: imported when used
+
+        dpts = []
+        for j, lr in enumerate(lrs):
+            with seeded(seed):
+                dpts.append(DPTDepthHead(embed_dim, bins, channels=dpt_channels,
+                                         readout="project" if use_cls else "ignore", head_upsample=dpt_head_upsample))
+            members.append(BankMember(f"dpt-c{dpt_channels}-lr{lr:g}", 0, j, "last4", lr))
+        banks.append(ModuleBank(dpts))
+    else:
+        raise ValueError(f"unknown depth head {head!r} (linear | dpt)")
+    return DepthBank(banks, [list(lrs) for _ in banks], members)

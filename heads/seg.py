@@ -1,25 +1,29 @@
 """Segmentation probe pieces for mmsegmentation: the frozen bench encoder as an mmseg backbone, the
 BN + 1x1-conv linear head (paper Table 2; DINOv2 linear protocol), a segmentor that aligns the
 patch-grid logits with the pixels exactly, and a bank of such heads that trains several learning
-rates in one pass over cached features (the fast variant).
+rates in one pass over cached features (the fast variant), with its training loop.
 
 Head (protocol sheet): Dropout2d(0.1) -> BatchNorm -> 1x1 conv on the patch features, bilinear
 upsampling of the logits. "linear" = last block's patches; "+ms" = the last 4 blocks concatenated
-on channels (and multi-scale + flip at test time, done by mmseg's TTA in tasks/segmentation.py).
+on channels (and multi-scale + flip at test time, done by mmseg's TTA in tasks/segmentation/).
+
+Importing this module registers `FrozenEncoderBackbone`, `BNLinearHead` and `FrozenEncoderDecoder`
+in mmseg's `MODELS` (the compatibility shim itself imports no head).
 """
 from __future__ import annotations
 
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.mmseg_compat import install_ext_standin, mmseg_scope
+from bench.mmseg_compat import import_mmseg, mmseg_scope
 
-install_ext_standin()
+import_mmseg()  # the mmcv._ext stand-in, then mmseg's own modules registered
 
 from mmengine.config import ConfigDict  # noqa: E402
 from mmengine.model import BaseModule  # noqa: E402
@@ -229,5 +233,58 @@ def param_groups(bank: HeadBank, cfg: BankConfig) -> list[dict]:
             for g, lr in enumerate(cfg.lrs)]
 
 
-__all__ = ["BNLinearHead", "BankConfig", "FrozenEncoderBackbone", "FrozenEncoderDecoder", "HeadBank",
-           "build_segmentor", "param_groups"]
+def warmup_poly(it: int, warm: int, total: int) -> float:
+    """DINOv2/mmseg schedule as a multiplier: linear warmup from 1e-6, then poly(power=1) to 0."""
+    if it < warm:
+        return 1e-6 + (1 - 1e-6) * it / warm
+    return max(0.0, 1 - (it - warm) / max(1, total - warm))
+
+
+def bank_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Sum over heads of the pixel-mean cross-entropy (ignore 255) of logits upsampled to the labels."""
+    b, g, k, h, w = logits.shape
+    up = F.interpolate(logits.reshape(b, g * k, h, w), size=y.shape[-2:], mode="bilinear", align_corners=False)
+    target = y[:, None].expand(b, g, *y.shape[-2:]).reshape(b * g, *y.shape[-2:])
+    loss = F.cross_entropy(up.reshape(b * g, k, *y.shape[-2:]), target, ignore_index=255, reduction="sum")
+    return loss / (y != 255).sum().clamp(min=1)
+
+
+Grid = Callable[[torch.Tensor], torch.Tensor]  # image indices -> (B, C, h, w) features on the device
+
+
+def train_head_bank(bank: HeadBank, grid: Grid, labels: torch.Tensor, fit: torch.Tensor, cfg: BankConfig, *,
+                    iters: int, batch: int, warm: int, generator: torch.Generator,
+                    device: torch.device | str = "cpu", progress: bool = False) -> None:
+    """The fast variant's loop: AdamW (a learning rate per head) with linear warmup + poly, `iters`
+    steps of `batch` images drawn from `fit` in shuffled epochs (`generator`), every head on the same
+    batch; labels (N, H, W) at the loss resolution, 255 = ignore. Dropout draws from the global RNG."""
+    from tqdm.auto import tqdm
+
+    opt = torch.optim.AdamW(param_groups(bank, cfg), betas=(0.9, 0.999))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: warmup_poly(it, warm, iters))
+    bank.train()
+    order, pos = fit[torch.randperm(len(fit), generator=generator)], 0
+    for _ in tqdm(range(iters), desc=f"seg heads x{len(bank)}", unit="it", disable=not progress, leave=False):
+        if pos + batch > len(order):
+            order, pos = fit[torch.randperm(len(fit), generator=generator)], 0
+        idx = order[pos:pos + batch]
+        pos += batch
+        loss = bank_loss(bank(grid(idx)), labels[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+
+
+@torch.no_grad()
+def bank_logits(bank: HeadBank, grid: Grid, labels: torch.Tensor, idx: torch.Tensor,
+                device: torch.device | str = "cpu", chunk: int = 32) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(logits (B, G, K, h, w), labels (B, H, W)) of every head over images `idx`, in eval mode."""
+    bank.eval()
+    for s in range(0, len(idx), chunk):
+        i = idx[s:s + chunk]
+        yield bank(grid(i)), labels[i].to(device)
+
+
+__all__ = ["BNLinearHead", "BankConfig", "FrozenEncoderBackbone", "FrozenEncoderDecoder", "HeadBank", "bank_logits",
+           "bank_loss", "build_segmentor", "param_groups", "train_head_bank", "warmup_poly"]

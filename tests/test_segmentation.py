@@ -1,7 +1,7 @@
 """Segmentation probes through mmsegmentation: the mmcv._ext stand-in, IoUMetric through our glue,
 the ADE20K / VOC / synthetic loaders on files in their exact formats, the frozen-encoder backbone in
-an mmseg model, both training variants on a tiny colour-coded dataset, and (slow) the synthetic
-tasks end to end with vit-tiny."""
+an mmseg model, both training variants on a tiny colour-coded dataset (configs passed explicitly),
+the typed config and the metadata, and (slow) the synthetic tasks end to end with vit-tiny."""
 from __future__ import annotations
 
 import json
@@ -136,6 +136,11 @@ def test_mmseg_imports_work_with_the_standin():
     from mmseg.registry import MODELS
 
     assert len(ADE20KDataset.METAINFO["classes"]) == 150 and len(PascalVOCDataset.METAINFO["classes"]) == 21
+    # the shim imports no head; the bench's models register where they live (heads/seg.py)
+    shim = (Path(__file__).parents[1] / "bench" / "mmseg_compat.py").read_text()
+    assert "import heads" not in shim and "from heads" not in shim
+    import heads.seg  # noqa: F401
+
     for name in ("FrozenEncoderBackbone", "BNLinearHead", "FrozenEncoderDecoder"):
         assert MODELS.get(name) is not None
 
@@ -215,7 +220,9 @@ class _FixedPredictions:
 
 def test_iou_metric_through_our_glue_matches_hand_computation(tmp_path):
     from bench.data.segmentation import SegData
-    from tasks.segmentation import SegConfig, Trained, majority_baseline, run_test
+    from bench.metrics.segmentation import majority_baseline, per_class_breakdown
+    from tasks.segmentation.faithful import Trained
+    from tasks.segmentation.probe import SegConfig, run_test
 
     write_ade(tmp_path, n_train=2, n_val=2, size=(4, 4), k_max=3, classes_json={
         "classes": ["other", "a", "b", "c"], "palette": [[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]]})
@@ -245,12 +252,17 @@ def test_iou_metric_through_our_glue_matches_hand_computation(tmp_path):
     expected = {"mIoU": iou.mean() * 100, "mAcc": acc.mean() * 100, "aAcc": inter.sum() / gt_area.sum() * 100}
 
     cfg = SegConfig(examples=1)
-    ctx = type("Ctx", (), {"extractor": None, "progress": False})()
+    ctx = type("Ctx", (), {"num_workers": 0, "progress": False})()
     metrics, per_class, examples = run_test(ctx, Trained(_FixedPredictions(preds), (4, 4), 0), data, cfg, False)
     for k, v in expected.items():
         assert metrics[k] == pytest.approx(round(v, 2), abs=0.006), k
     assert per_class["a"]["IoU"] == pytest.approx(round(iou[0] * 100, 2))
     assert per_class["c"]["gt_pixels"] == 4 and len(examples) == 1
+    rows = per_class_breakdown(per_class)
+    assert set(rows) == {"class:a", "class:b", "class:c"}
+    assert rows["class:b"] == {"IoU": pytest.approx(round(iou[1] * 100, 2)), "Acc": pytest.approx(round(acc[1] * 100, 2))}
+    assert per_class_breakdown({"x": {"IoU": None, "Acc": None, "gt_pixels": 0}, "y": {"IoU": None, "Acc": 50.0}}) == \
+        {"class:y": {"Acc": 50.0}}
     # majority baseline: predict class "b" (reduced 1) everywhere
     b_iou = gt_area[1] / (gt_area.sum())  # intersection = all b pixels; union = every valid pixel
     assert majority_baseline(data, 1) == pytest.approx(round(b_iou * 100 / 3, 2), abs=0.006)
@@ -339,86 +351,132 @@ def test_head_bank_exports_exact_bn_linear_heads():
             torch.testing.assert_close(bank(x)[:, g], head([x[:, :6], x[:, 6:]]))
 
 
+def test_bank_miou_per_head_and_the_schedule():
+    from bench.metrics.segmentation import bank_miou
+    from heads.seg import warmup_poly
+
+    y = torch.tensor([[[0, 0, 1, 1], [0, 0, 1, 255]]])  # (B, H, W), 255 ignored
+    perfect = torch.nn.functional.one_hot(y.clamp(max=1), 2).permute(0, 3, 1, 2).float() * 10  # (B, K, h, w)
+    logits = torch.stack([perfect, perfect.flip(1), torch.zeros_like(perfect)], 1)  # heads: right, swapped, all 0
+    assert bank_miou([(logits, y)], 2, 3) == pytest.approx([100.0, 0.0, 50 * 4 / 7])
+    assert warmup_poly(0, 10, 100) == pytest.approx(1e-6) and warmup_poly(10, 10, 100) == 1.0
+    assert warmup_poly(55, 10, 100) == pytest.approx(0.5) and warmup_poly(100, 10, 100) == 0.0
+
+
 # --------------------------------------------------------------------- both variants, tiny data
 @pytest.fixture
 def colour_scenes(tmp_path):
     return write_ade(tmp_path / "ade", n_train=12, n_val=3, size=(48, 64), classes_json=SYNTH_CLASSES)
 
 
-def _ctx(encoder, tmp_path):
-    from bench.features import Extractor, FeatureCache
-    from runners.context import TaskContext
+def _run(name: str, encoder, root, tmp_path, **overrides):
+    """One segmentation task's behaviour on `root` with config overrides (exactly `--set NAME.key=value`):
+    (TaskResult, context, config)."""
+    from bench.config import resolve
+    from bench.context import EvalContext
+    from bench.features import FeatureCache
+    from tasks import get_task
 
-    return TaskContext(encoder, torch.device("cpu"), 0, FeatureCache(tmp_path / "cache"),
-                       Extractor(encoder, torch.device("cpu"), batch_size=8, num_workers=0),
-                       progress=False, artifacts_dir=tmp_path / "art")
+    task = get_task(name)
+    cfg = resolve(task.default_config(), overrides, where=f"config of {name}")
+    ctx = EvalContext(encoder, torch.device("cpu"), 0, FeatureCache(tmp_path / "cache"), root=root, batch_size=8,
+                      progress=False, artifacts_dir=tmp_path / "art")
+    result = task.run(ctx, cfg)
+    result.validate(task.meta)
+    return result, ctx, cfg
 
 
 def test_fast_variant_learns_colours_and_logs_everything(colour_scenes, tmp_path):
     from tests.conftest import CountingEncoder
-    from tasks.segmentation import SegConfig, evaluate_segmentation
 
     enc = CountingEncoder(dim=16, patch=8, resolution=32)
-    ctx = _ctx(enc, tmp_path)
-    cfg = SegConfig(variant="fast", fast_iters=150, fast_batch=8)
-    out = evaluate_segmentation(ctx, colour_scenes, kind="synth-ade", multiscale=False, cfg=cfg)
-    assert set(out) == {"mIoU", "mAcc", "aAcc", "mIoU_majority_baseline"}
+    result, ctx, cfg = _run("synth-seg-linear", enc, colour_scenes, tmp_path, fast_iters=150, fast_batch=8)
+    out = result.metrics
+    assert cfg.variant == "fast" and set(out) == {"mIoU", "mAcc", "aAcc", "mIoU_majority_baseline"}
     assert out["mIoU"] > out["mIoU_majority_baseline"] + 20
     p = ctx.params
-    assert p["variant"] == "fast" and p["train_aug"].startswith("none") and p["fast.best_lr"] in cfg.fast_lrs
+    assert p["train_aug"].startswith("none") and p["fast.best_lr"] in cfg.fast_lrs and p["fast.iters"] == 150
     assert p["n_holdout"] == 1 and p["n_train"] == 11 and len(p["fast.holdout_mIoU"].split(",")) == len(cfg.fast_lrs)
     assert (tmp_path / "art" / "seg_examples.png").stat().st_size > 1000
     per_class = json.loads((tmp_path / "art" / "seg_per_class.json").read_text())
     assert set(per_class) == set(SYNTH_CLASSES["classes"][1:])
-    # +ms: 4 blocks, multi-scale + flip through SegTTAModel; the cached train features are reused
+    # the per-class table is the result's breakdown too
+    assert set(result.breakdown) == {f"class:{c}" for c in per_class}
+    for c, row in per_class.items():
+        assert result.breakdown[f"class:{c}"]["IoU"] == row["IoU"] and result.breakdown[f"class:{c}"]["Acc"] == row["Acc"]
+    # +ms: 4 blocks, multi-scale + flip through SegTTAModel (new features for 4 blocks)
     seen = enc.images_seen
-    out_ms = evaluate_segmentation(ctx, colour_scenes, kind="synth-ade", multiscale=True, cfg=cfg)
-    assert out_ms["mIoU"] > out_ms["mIoU_majority_baseline"] + 20
-    assert ctx.params["test_tta"].startswith("multiscale") and "+flip" in ctx.params["test_tta"]
+    result_ms, ctx_ms, cfg_ms = _run("synth-seg-ms", enc, colour_scenes, tmp_path, fast_iters=150, fast_batch=8)
+    out_ms = result_ms.metrics
+    assert out_ms["mIoU"] > out_ms["mIoU_majority_baseline"] + 20 and cfg_ms.max_val_images == 32
+    assert ctx_ms.params["test_tta"].startswith("multiscale") and "+flip" in ctx_ms.params["test_tta"]
+    assert ctx_ms.params["val_images"] == "3 (all)"
     assert enc.images_seen - seen >= 12 + 3 * 10  # new features for 4 blocks + 10 augmented views per val image
 
 
-def test_faithful_variant_runs_the_mmseg_train_pipeline(colour_scenes, tmp_path, monkeypatch):
+def test_fast_variant_tests_on_the_configured_val_subset(colour_scenes, tmp_path):
     from tests.conftest import CountingEncoder
-    from tasks.segmentation import SegConfig, evaluate_segmentation
 
-    monkeypatch.setenv("BENCH_SEG_VARIANT", "faithful")
-    monkeypatch.setenv("BENCH_SEG_ITERS", "4")
-    monkeypatch.setenv("BENCH_SEG_BATCH", "2")
-    ctx = _ctx(CountingEncoder(dim=8, patch=16, resolution=32), tmp_path)
-    cfg = SegConfig.from_env(crop=64, stride=43, scale=(256, 64))
-    out = evaluate_segmentation(ctx, colour_scenes, kind="synth-ade", multiscale=False, cfg=cfg)
-    assert all(np.isfinite(v) for v in out.values())
+    enc = CountingEncoder(dim=8, patch=8, resolution=32)
+    result, ctx, _ = _run("synth-seg-linear", enc, colour_scenes, tmp_path, fast_iters=20, fast_batch=8,
+                          max_val_images=2, examples=0)
+    assert ctx.params["val_images"] == "2 of 3, evenly spaced" and not (tmp_path / "art" / "seg_examples.png").exists()
+
+
+def test_faithful_variant_runs_the_mmseg_train_pipeline(colour_scenes, tmp_path):
+    from tests.conftest import CountingEncoder
+
+    result, ctx, cfg = _run("synth-seg-linear", CountingEncoder(dim=8, patch=16, resolution=32), colour_scenes,
+                            tmp_path, variant="faithful", iters=4, batch_size=2, crop=64, stride=43, scale=[256, 64])
+    assert all(np.isfinite(v) for v in result.metrics.values())
     p = ctx.params
-    assert p["variant"] == "faithful" and "RandomCrop 64" in p["train_aug"]
-    assert "PhotoMetricDistortion" in p["train_aug"]
-    assert p["faithful.iters"] == 4 and p["faithful.batch"] == 2 and np.isfinite(p["faithful.final_loss"])
+    assert cfg.variant == "faithful" and (cfg.iters, cfg.batch_size) == (4, 2)
+    assert "RandomCrop 64" in p["train_aug"] and "PhotoMetricDistortion" in p["train_aug"]
+    assert np.isfinite(p["faithful.final_loss"]) and p["test_mode"].startswith("resize (256, 64) keep-ratio")
 
 
-def test_variant_defaults_and_switch(monkeypatch):
-    from tasks.segmentation import SegConfig
+def test_config_defaults_overrides_and_validation():
+    from bench.config import ConfigError, flatten, resolve
+    from tasks import get_task
 
-    monkeypatch.delenv("BENCH_SEG_VARIANT", raising=False)
-    assert SegConfig.from_env().resolve(synthetic=True).variant == "fast"
-    assert SegConfig.from_env().resolve(synthetic=False).variant == "faithful"
-    assert SegConfig.from_env().resolve(synthetic=False).iters == 40_000
-    monkeypatch.setenv("BENCH_SEG_VARIANT", "fast")
-    assert SegConfig.from_env().resolve(synthetic=False).variant == "fast"
-    monkeypatch.setenv("BENCH_SEG_VARIANT", "slow")
-    with pytest.raises(ValueError, match="fast, faithful or auto"):
-        SegConfig.from_env()
+    real, synth = get_task("ade20k-seg-linear").default_config(), get_task("synth-seg-linear").default_config()
+    assert real.variant == "faithful" and real.iters == 40_000 and real.batch_size == 16 and real.max_val_images is None
+    assert synth.variant == "fast" and synth.max_val_images is None
+    assert get_task("synth-seg-ms").default_config().max_val_images == 32
+    assert get_task("voc-seg-ms").default_config().max_val_images is None
+    fast = resolve(real, {"variant": "fast", "fast_iters": 300})
+    assert fast.variant == "fast" and fast.fast_iters == 300 and fast.iters == 40_000
+    for bad in ({"variant": "slow"}, {"iters": 0}, {"fast_batch": 0}, {"holdout_frac": 1.0}, {"fast_stride_frac": 0},
+                {"dropout": 1.0}, {"max_val_images": 0}, {"fast_iters": 0}, {"varient": "fast"}):
+        with pytest.raises(ConfigError):
+            resolve(real, bad)
+    assert flatten(real)["variant"] == "faithful" and flatten(synth)["fast_lrs"] == list(synth.fast_lrs)
+    src = "".join(p.read_text() for p in (Path(__file__).parents[1] / "tasks" / "segmentation").glob("*.py"))
+    assert "os.environ" not in src and "BENCH_SEG" not in src
 
 
 def test_tasks_are_registered_with_paper_rows():
-    from tasks import TASKS
+    import subprocess
+
+    from tasks import task_meta
 
     for name in ("ade20k-seg-linear", "ade20k-seg-ms", "voc-seg-linear", "voc-seg-ms", "synth-seg-linear",
                  "synth-seg-ms"):
-        task = TASKS.get(name)
-        assert task.group == "segmentation" and task.headline == "mIoU"
-        assert all(task.metric(m).higher_is_better for m in ("mIoU", "mAcc", "aAcc"))
-        assert task.paper_task == (None if name.startswith("synth") else name)
-    assert "ADEChallengeData2016" in TASKS.get("ade20k-seg-ms").data.how_to_obtain
+        meta = task_meta(name)
+        ms = name.endswith("-ms")
+        assert meta.group == "segmentation" and meta.headline == "mIoU"
+        assert meta.protocol == "dinov2-linear-seg" + ("-ms" if ms else "")
+        assert all(meta.metric(m).higher_is_better and meta.metric(m).unit == "%" for m in ("mIoU", "mAcc", "aAcc"))
+        assert meta.metric("mIoU_majority_baseline").role == "reference" and meta.metric("mIoU").role == "score"
+        assert meta.paper_task == (None if name.startswith("synth") else name)
+        assert meta.twin_of == (f"ade20k-seg-{'ms' if ms else 'linear'}" if name.startswith("synth") else None)
+        assert meta.notes["engine"] == "mmsegmentation-1.2.2" and "variant" not in meta.notes
+    assert "ADEChallengeData2016" in task_meta("ade20k-seg-ms").data.how_to_obtain
+    code = ("import sys, tasks.segmentation; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'numpy', 'mmseg', 'mmcv'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parents[1])
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 # -------------------------------------------------------------------------------- end to end
@@ -440,12 +498,16 @@ def test_synthetic_segmentation_end_to_end():
 
     from runners.benchmark import RunConfig, run_benchmark
 
+    from bench.paths import tracking_uri
+
     results = run_benchmark(RunConfig(encoders=["vit-tiny"], tasks=["synth-seg-linear", "synth-seg-ms"],
-                                      progress=False), out=open("/dev/null", "w"))
-    assert [r["task"] for r in results] == ["synth-seg-linear", "synth-seg-ms"]
-    client = mlflow.tracking.MlflowClient()
+                                      progress=False, synth_preset="tiny"), out=open("/dev/null", "w"))
+    assert [r.task for r in results] == ["synth-seg-linear", "synth-seg-ms"]
+    client = mlflow.tracking.MlflowClient(tracking_uri())
     for r in results:
-        m = {k: v["value"] for k, v in r["metrics"].items()}
-        assert 0 <= m["mIoU"] <= 100 and m["mIoU"] > m["mIoU_majority_baseline"], (r["task"], m)
-        assert r["params"]["variant"] == "fast" and r["params"]["train_aug"].startswith("none")
-        assert {a.path for a in client.list_artifacts(r["run_id"])} >= {"seg_examples.png", "seg_per_class.json"}
+        m = {k: v.value for k, v in r.metrics.items()}
+        assert 0 <= m["mIoU"] <= 100 and m["mIoU"] > m["mIoU_majority_baseline"], (r.task, m)
+        assert r.params["protocol.variant"] == "fast" and r.params["train_aug"].startswith("none")
+        assert r.metrics["mIoU_majority_baseline"].role == "reference" and r.metrics["mIoU"].unit == "%"
+        assert r.breakdown and all(k.startswith("class:") for k in r.breakdown)
+        assert {a.path for a in client.list_artifacts(r.run_id)} >= {"seg_examples.png", "seg_per_class.json"}

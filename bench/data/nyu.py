@@ -262,3 +262,26 @@ class IndexView:
     def identity(self) -> dict:
         h = hashlib.sha256(",".join(map(str, self.indices)).encode()).hexdigest()[:16]
         return {**self.base.identity(), "view": self.tag, "indices_sha256": h, "n": len(self.indices)}
+
+
+def strided_train_view(ds: DepthDataset, max_images: int, transform: Callable | None) -> tuple[IndexView, list[str]]:
+    """The training frames the probe uses, and their groups: all of them (`max_images` 0 or >= the
+    split), else an evenly strided subset of the (sorted) list (neighbouring video frames are near
+    duplicates). The view's cache identity names the subset."""
+    n = len(ds)
+    if max_images and n > max_images:
+        keep = np.linspace(0, n - 1, max_images).round().astype(int).tolist()
+        return IndexView(ds, keep, f"strided-{max_images}", transform), [ds.groups[i] for i in keep]
+    return IndexView(ds, list(range(n)), "all", transform), ds.groups
+
+
+def resized_targets(view, size: tuple[int, int], progress: bool = False) -> torch.Tensor:
+    """Ground truth resized (nearest) to `size` (H, W), kept in dataset units: (N, H, W) int32."""
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+
+    out = torch.empty((len(view), *size), dtype=torch.int32)
+    for i in tqdm(range(len(view)), desc="depth targets", unit="img", disable=not progress, leave=False):
+        raw = torch.from_numpy(view.raw_depth(i).astype(np.int32))[None, None].float()
+        out[i] = F.interpolate(raw, size=size, mode="nearest-exact")[0, 0].to(torch.int32)
+    return out

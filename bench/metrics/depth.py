@@ -8,31 +8,15 @@ min_depth < gt < max_depth (strict, as the toolbox does); predictions are clippe
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 import torch
 
-from bench.task import Metric
-
-# name -> (higher_is_better, description); the order is the report order, RMSE is the headline
-METRIC_TABLE: dict[str, tuple[bool, str]] = {
-    "rmse": (False, "root mean squared error (m), per image then averaged"),
-    "abs_rel": (False, "mean |pred - gt| / gt"),
-    "sq_rel": (False, "mean (pred - gt)^2 / gt"),
-    "delta1": (True, "fraction of pixels with max(pred/gt, gt/pred) < 1.25"),
-    "delta2": (True, "fraction of pixels with max(pred/gt, gt/pred) < 1.25^2"),
-    "delta3": (True, "fraction of pixels with max(pred/gt, gt/pred) < 1.25^3"),
-    "log10": (False, "mean |log10(pred) - log10(gt)|"),
-    "rmse_log": (False, "sqrt(mean (log pred - log gt)^2)"),
-    "silog": (False, "100 * sqrt(mean(e^2) - mean(e)^2), e = log pred - log gt (scale-invariant log error)"),
-}
-METRIC_NAMES: tuple[str, ...] = tuple(METRIC_TABLE)
-DEPTH_METRICS: tuple[Metric, ...] = tuple(Metric(n, hib, d) for n, (hib, d) in METRIC_TABLE.items())
-
-
-def higher_is_better(name: str) -> bool:
-    return METRIC_TABLE[name][0]
+from bench.metrics.depth_spec import (DEPTH_METRICS, METRIC_NAMES, METRIC_TABLE, PROBE_METRICS,  # noqa: F401
+                                     higher_is_better)
 
 
 # --- evaluation crops -------------------------------------------------------------------------------
@@ -152,3 +136,33 @@ class DepthMeter:
     @property
     def n_images(self) -> int:
         return sum(not np.isnan(r["rmse"]) for r in self.rows)
+
+
+# --- held-out selection score -------------------------------------------------------------------------
+
+def heldout_rmse(predictions: Iterable[tuple[torch.Tensor, torch.Tensor]], targets: torch.Tensor, depth_scale: float,
+                 cfg: DepthEvalConfig, n_heads: int) -> list[float]:
+    """Per-head RMSE on a held-out split, at the training-target resolution: per image on the valid,
+    cropped pixels, then averaged over images. `predictions` yields (indices, depth (K, B, 1, H, W))
+    in order over `targets` (N, H, W, integer dataset units); predictions are clipped to [min, max].
+    A head with any non-finite image RMSE gets inf (never selected); NaN when no image has a valid pixel."""
+    mask_crop = torch.from_numpy(crop_mask(*targets.shape[-2:], cfg.crop))
+    errs: list[list[float]] = [[] for _ in range(n_heads)]
+    for idx, pred in predictions:
+        gt = targets[idx].float() / depth_scale
+        valid = (gt > cfg.min_depth) & (gt < cfg.max_depth) & mask_crop
+        p = pred[:, :, 0].clamp(cfg.min_depth, cfg.max_depth)  # (K, B, H, W)
+        for j in range(len(idx)):
+            v = valid[j]
+            if v.any():
+                rmse = ((p[:, j][:, v] - gt[j][v]) ** 2).mean(1).sqrt()
+                for k in range(n_heads):
+                    errs[k].append(float(rmse[k]))
+    return [(float(np.mean(e)) if all(math.isfinite(x) for x in e) else math.inf) if e else math.nan for e in errs]
+
+
+def constant_predictions(value: float, n: int, size: tuple[int, int], batch_size: int = 16):
+    """(indices, depth (1, B, 1, H, W)) batches of one constant depth: the floor `heldout_rmse` compares with."""
+    for s in range(0, n, batch_size):
+        idx = torch.arange(s, min(s + batch_size, n))
+        yield idx, torch.full((1, len(idx), 1, *size), float(value))

@@ -6,28 +6,33 @@ import torch
 
 from bench.perf import PerfRow, perf_case, timed
 
+# The measured shapes: the synthetic linear twin's batch, target stride and decoding (tasks/depth/config.py
+# SYNTH["linear"]) with the real tasks' 4 learning rates x {last, last4}. Stated here: perf measures the
+# machinery, it does not import tasks.
+SYNTH_BATCH, SYNTH_TARGET_STRIDE, SYNTH_LINEAR_UPSAMPLE = 4, 4, 1
+REAL_LRS = (1e-4, 3e-4, 1e-3, 3e-3)
+
 
 @perf_case("dense head grid")
 def dense_head_grid(args) -> list[PerfRow]:
     from bench.features import resolve_device
+    from bench.runtime import head_threads
     from heads.depth import BinSpec, DepthFeatures, LinearDepthHeads, TrainConfig, train_bank
-    from tasks.depth import CONFIGS, head_threads
 
     device = resolve_device(args.device)
     g = torch.Generator().manual_seed(0)
     n, (h, w), dim = 64, (14, 19), 192  # vit-tiny features of a 224x304 NYU frame
-    synth = CONFIGS["synth-depth-linear"]
-    stride = synth.train.target_stride
+    stride, upsample = SYNTH_TARGET_STRIDE, SYNTH_LINEAR_UPSAMPLE
     data = DepthFeatures(torch.randn(n, 4, h, w, dim, generator=g).half(), torch.randn(n, 4, dim, generator=g).half(),
                          torch.randint(500, 9500, (n, 224 // stride, 304 // stride), generator=g, dtype=torch.int32),
                          1000.0)
     iters = 10 if args.quick else 40
-    cfg = TrainConfig(iterations=iters, batch_size=synth.train.batch_size, target_stride=stride)
+    cfg = TrainConfig(iterations=iters, batch_size=SYNTH_BATCH, target_stride=stride)
     bins = BinSpec(256, 1e-3, 10.0)
-    lrs = list(CONFIGS["nyud-depth-linear"].lrs)
+    lrs = list(REAL_LRS)
 
     def make(n_layers: int, k: int):
-        return LinearDepthHeads(dim, n_layers, True, bins, upsample=synth.linear_upsample, k=k)
+        return LinearDepthHeads(dim, n_layers, True, bins, upsample=upsample, k=k)
 
     def grid():
         train_bank([make(1, len(lrs)), make(4, len(lrs))], [lrs, lrs], data, cfg, device=device)
