@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from bench.results import ResultRecord
-from leaderboard.grid import OTHER_GROUP, encoder_order, group_rank, sb_base, short_id
+from leaderboard.grid import OTHER_GROUP, encoder_order, group_rank, sb_base, short_id, variant_suffix
 
 RANDOM_INIT = re.compile(r"^random-init\(seed=([+-]?\d+)\)$")
 SEED_WEIGHTS = "random-init(seed=run)"
@@ -271,7 +271,7 @@ def measured_layout(records: Sequence[ResultRecord], catalog: Mapping[str, Any] 
                 bases = weights_of[base] if len(weights_of[base]) == 1 else [b for b in weights_of[base] if b == wanted]
                 if bases:
                     spec.base = RowKey(base, bases[0])
-                    spec.delta_label = f"Δ {base} → {enc[len(base):]}"
+                    spec.delta_label = f"Δ {base} → {variant_suffix(enc)}"
             rows.append(spec)
     cells = {(RowKey(s.encoder, s.weights), ColKey(s.task, s.task_version, s.config_hash, name)): m
              for (s, name), m in measured.items()}

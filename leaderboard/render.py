@@ -162,7 +162,7 @@ def render_html(grid: Grid, standalone: bool = True) -> str:
 
 def render_text(grid: Grid) -> str:
     """Aligned plain text for a terminal: `*` marks the best of a column, Δ rows are indented."""
-    lines = [grid.title]
+    lines = [grid.title] if grid.title else []
     if not grid.columns:
         return "\n".join(lines + grid.notes) + "\n"
     head = ["encoder"] + [header_label(c) for c in grid.columns]

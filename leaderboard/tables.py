@@ -15,7 +15,7 @@ from leaderboard import paper
 from leaderboard.grid import (BAD_MARK, GOOD_MARK, MISSING_DATA, NOT_RUN, Cell, Column, Grid, Row, auto_decimals,
                               best_flags, data_status, decimals_for, delta_cell, encoder_order, fmt, fmt_stats,
                               group_label, group_rank, mark_best, sb_base, short_id, status_cell,
-                              task_catalog)
+                              task_catalog, variant_suffix)
 from leaderboard.measured import Measured, aggregate, measured_layout, measured_title
 from leaderboard.render import (esc_html, esc_latex, esc_md, render, render_html, render_latex, render_markdown,
                                 render_text)
@@ -97,11 +97,12 @@ def measured_grid(records: Sequence[ResultRecord], metrics: str = "headline",
     return _measured_grid(records, metrics, catalog, f"Measured results ({MEASURED_TITLES[metrics]})")
 
 
-def run_summary(records: Sequence[ResultRecord]) -> str:
+def run_summary(records: Sequence[ResultRecord], title: str = "") -> str:
     """The text table `bench run` prints at its end: encoder x task headline (mean ± std over the run's
     seeds), base -> +SB delta rows, random-init encoders labelled by their `encoder_label`, ↑/↓ per column.
-    Built from the records alone (no store, no task metadata), through the same grid as `bench table`."""
-    grid = _measured_grid(list(records), "headline", None, "Results (headline metric per task; mean over seeds)")
+    Built from the records alone (no store, no task metadata), through the same grid as `bench table`.
+    `title`: a first line (none by default: the caller prints its own heading)."""
+    grid = _measured_grid(list(records), "headline", None, title)
     if grid.columns:
         grid.notes = [f"↑/↓: higher/lower is better; *: best in the column; Δ rows: +sb minus base "
                       f"({GOOD_MARK} better, {BAD_MARK} worse)."]
@@ -190,7 +191,7 @@ def paper_grid(key: str | int, records: Sequence[ResultRecord] = (), catalog: Ma
             for (ptask, pmetric, ours, hib, decimals), (pb, ob), (ps, os_) in zip(spec, values_by_row[base], pairs):
                 dcells.append(delta_cell(pb, ps, hib, decimals, "paper", base))
                 dcells.append(delta_cell(ob, os_, hib, decimals + 1, "measured", base))
-            rows.append(Row(f"Δ {base} → {enc[len(base):]}", dcells, "delta"))
+            rows.append(Row(f"Δ {base} → {variant_suffix(enc)}", dcells, "delta"))
     grid = Grid(table.title, columns, rows, [])
     mark_best(grid)
     grid.notes = [

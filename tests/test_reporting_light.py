@@ -96,5 +96,5 @@ def test_reports_import_no_task_code_and_no_torch(tmp_path):
     assert proc.stderr.count("skipped 2 malformed run(s)") >= 5  # table x3, results, build (+ none silently)
     assert "| dinov3 |" in proc.stdout and "\\begin{tabular}" in proc.stdout and "DINOv3+SB" in proc.stdout
     assert "encoder,task,metric,value,higher_is_better,role,unit" in proc.stdout
-    assert "Results (headline metric per task" in proc.stdout and "Δ dinov3 → +sb" in proc.stdout
+    assert "Δ dinov3 → +sb" in proc.stdout and "↑/↓: higher/lower is better" in proc.stdout
     assert (site / "index.html").exists() and "kitti-depth-linear" in (site / "data.json").read_text()

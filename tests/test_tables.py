@@ -372,14 +372,15 @@ def test_run_summary_text_table():
             make_record("vit-tiny+sb", "nyud-depth-linear", 0, {"rmse": 0.8}, weights_id="sb-00112233445566778899"),
             make_record("vit-tiny", "ade20k-seg-linear", 0, {"mIoU": 20.0},
                         encoder_label="vit-tiny [random-init]", weights_id="random-init(seed=0)")]
-    text = tables.run_summary(recs)
+    text = tables.run_summary(recs, title="Results (headline metric per task)")
     lines = text.splitlines()
-    assert lines[0].startswith("Results (headline metric per task")
+    assert lines[0] == "Results (headline metric per task)"
+    assert tables.run_summary(recs).splitlines() == lines[1:]  # no title by default: `bench run` prints its own
     assert "nyud-depth-linear ↓" in lines[1] and "ade20k-seg-linear ↑" in lines[1] and "floor" not in text
     assert lines[2].startswith("vit-tiny [random-init]") and "0.900" in lines[2] and "20.0" in lines[2]
     assert lines[3].startswith("vit-tiny+sb") and "0.800*" in lines[3] and "not run" in lines[3]
     assert lines[4].strip().startswith("Δ vit-tiny → +sb") and "-0.100 ✓" in lines[4]
-    assert tables.run_summary([]).startswith("Results") and "no results yet" in tables.run_summary([])
+    assert "no results yet" in tables.run_summary([])
 
 
 # ------------------------------------------------------------------ paper tables
