@@ -104,9 +104,12 @@ def run_summary(records: Sequence[ResultRecord], title: str = "") -> str:
     `title`: a first line (none by default: the caller prints its own heading)."""
     grid = _measured_grid(list(records), "headline", None, title)
     if grid.columns:
-        grid.notes = [f"↑/↓: higher/lower is better; *: best in the column; Δ rows: +sb minus base "
-                      f"({GOOD_MARK} better, {BAD_MARK} worse)."]
-    return render_text(grid)
+        cells = [c for r in grid.rows for c in r.cells]
+        grid.notes = ["; ".join(["↑/↓: higher/lower is better"]
+                                + (["*: best in the column"] if any(c.bold for c in cells) else [])
+                                + ([f"Δ rows: +sb minus base ({GOOD_MARK} better, {BAD_MARK} worse)"]
+                                   if any(r.kind == "delta" for r in grid.rows) else [])) + "."]
+    return render_text(grid).rstrip("\n")
 
 
 # ---------------------------------------------------------------------------------------------
