@@ -135,20 +135,27 @@ def test_a_rerun_with_other_weights_is_another_identity(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def test_entries():
+    import tasks
+    from bench.data.sources import RealData
     from bench.encoders import ENCODERS, register_encoder
-    from bench.task import Task
-    from tasks import TASKS, RealData, register_task
-    from tasks.knn_classification import METRICS, PROTOCOL, evaluate
+    from bench.task import TaskMeta
+    from tasks import TASKS, register_task
+    from tasks.classification import KNN_METRICS, KNN_NOTES
     from tests.conftest import CountingEncoder
 
     if "counting-test" not in ENCODERS:
         register_encoder("counting-test", backend="test", family="test", random_init=True)(
             lambda weights, seed: CountingEncoder())
     if "folder-knn-test" not in TASKS:
-        register_task(Task(name="folder-knn-test", group="classification", description="test task",
-                           data=RealData("test folder", "folder", "BENCH_TEST_FOLDER", ("train", "val"),
-                                         "written by the test"),
-                           metrics=METRICS, headline="top1_k20", protocol=PROTOCOL, evaluate=evaluate))
+        register_task(TaskMeta(name="folder-knn-test", group="classification", description="test task",
+                               data=RealData("test folder", "folder", "BENCH_TEST_FOLDER", ("train", "val"),
+                                             "written by the test"),
+                               metrics=KNN_METRICS, headline="top1_k20", protocol="dino-knn", notes=KNN_NOTES),
+                      "tasks.classification.knn:KnnProbe")
+    yield
+    TASKS._entries.pop("folder-knn-test", None)
+    tasks._BOUND.pop("folder-knn-test", None)
+    ENCODERS._entries.pop("counting-test", None)
 
 
 def test_run_logs_parent_child_params_metrics_and_artifacts(test_entries, tmp_path, monkeypatch):
@@ -160,24 +167,29 @@ def test_run_logs_parent_child_params_metrics_and_artifacts(test_entries, tmp_pa
     monkeypatch.setenv("BENCH_TEST_FOLDER", str(write_image_folder(tmp_path / "f", {"r": 12, "g": 12, "b": 12})))
     results = run_benchmark(RunConfig(encoders=["counting-test"], tasks=["folder-knn-test"], progress=False,
                                       num_workers=0), out=open("/dev/null", "w"))
-    assert len(results) == 1
+    assert len(results) == 1 and isinstance(results[0], ResultRecord)
     client = mlflow.tracking.MlflowClient()
-    child = client.get_run(results[0]["run_id"])
-    p = child.data.params
+    child = client.get_run(results[0].run_id)
+    p, tags = child.data.params, child.data.tags
     assert p["encoder"] == "counting-test" and p["task"] == "folder-knn-test" and p["seed"] == "0"
-    assert p["weights_id"] == "test-fixed" and p["protocol.protocol"] == "dino-knn"
-    assert p["protocol.temperature"] == "0.07" and p["protocol.ks"] == "10,20,100,200"
-    assert p["n_train"] == "36" and "code_version" in p
-    assert child.data.tags["bench.dir.top1_k20"] == "higher"
-    parent = client.get_run(child.data.tags["mlflow.parentRunId"])
+    assert p["weights_id"] == "test-fixed" and tags["bench.protocol"] == "dino-knn"
+    assert p["protocol.temperature"] == "0.07" and p["protocol.ks"] == "[10, 20, 100, 200]"
+    assert p["protocol.voting"] == "sum-exp(sim/T)-one-top-max-k-pass" and p["task_version"] == "1"
+    assert p["n_train"] == "36" and "code_version" in p and p["config_hash"] == results[0].config_hash
+    assert tags["bench.dir.top1_k20"] == "higher" and tags["bench.role.top1_k20"] == "score"
+    assert tags["bench.unit.top1_k20"] == "%" and tags["bench.identity"] == results[0].identity_hash
+    assert tags["bench.pid"].isdigit() and tags["bench.host"]
+    parent = client.get_run(tags["mlflow.parentRunId"])
     assert parent.data.tags["bench.kind"] == "benchmark"
     # three well-separated colours: kNN must be near perfect
     assert child.data.metrics["top1_k20"] > 90
     artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
     assert {"config.yaml", "result.json"} <= artifacts
     local = Path(client.download_artifacts(child.info.run_id, "result.json", str(tmp_path)))
-    result = json.loads(local.read_text())
-    assert result["metrics"]["top1_k20"]["higher_is_better"] is True
+    result = ResultRecord.from_dict(json.loads(local.read_text()))
+    assert result.metrics["top1_k20"].higher_is_better is True and result.identity == results[0].identity
+    exp = client.get_experiment(child.info.experiment_id)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
 
     tidy = read_results()
     rows = tidy[(tidy.task == "folder-knn-test") & (tidy.metric == "top1_k20")]
@@ -196,12 +208,12 @@ def test_explicit_task_with_missing_data_names_the_path(test_entries, tmp_path, 
 
 
 def test_all_skips_tasks_without_data_and_says_why(test_entries, monkeypatch, tmp_path):
-    from runners.benchmark import select_tasks
+    from runners.plan import select
 
     monkeypatch.setenv("BENCH_TEST_FOLDER", str(tmp_path / "nowhere"))
     monkeypatch.setenv("BENCH_IMAGENET", str(tmp_path / "no-imagenet"))
-    sel = select_tasks(["all"])
-    skipped = dict(sel.skipped)
+    chosen, aggregates, skipped = select(["all"], "tiny")
+    skipped = dict(skipped)
     assert "folder-knn-test" in skipped and "imagenet-knn" in skipped
     assert str(tmp_path / "no-imagenet") in skipped["imagenet-knn"]
-    assert "synth-cls-knn" in [t.name for t in sel.tasks]
+    assert "synth-cls-knn" in chosen and "folder-knn-test" not in chosen
