@@ -36,6 +36,8 @@ def cmd_run(args) -> int:
     from runners.benchmark import RunConfig, run_benchmark
 
     file = load_run_file(args.config) if args.config else {}
+    if args.encoder is not None and not _split(args.encoder):
+        raise BenchError("--encoder is empty: give encoder names (see `bench list encoders`)")
     encoders = _split(args.encoder) or _split(file.get("encoders")) or ["vit-tiny"]
     task_config: dict = {}
     for name, values in (file.get("config") or {}).items():
