@@ -20,7 +20,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
