@@ -20,7 +20,8 @@ from bench.metrics import Metric
 from bench.metrics.depth import (DepthEvalConfig, DepthMeter, compute_metrics, constant_predictions, crop_mask,
                                  eigen_crop_box, garg_crop_box, heldout_rmse, image_metrics)
 from heads.bank import BankAdamW, ModuleBank, seeded, select_best
-from heads.depth import (BinSpec, DepthFeatures, LinearDepthHeads, TrainConfig, bins_to_depth, build_bank, predict,
+from heads.depth_bank import build_bank
+from heads.depth import (BinSpec, DepthFeatures, LinearDepthHeads, TrainConfig, bins_to_depth, predict,
                          sigloss, train_bank)
 from heads.dpt import DPTDepthHead, _FusedBinsDecode, fused_bins_decode
 

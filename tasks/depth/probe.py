@@ -33,7 +33,8 @@ from bench.runtime import head_threads
 from bench.task import FeatureProbe, FeatureRequest, TaskMeta, TaskResult
 from bench.viz import depth_examples
 from heads.bank import select_best
-from heads.depth import BankResult, BinSpec, DepthBank, DepthFeatures, build_bank, predict, train_bank
+from heads.depth import BankResult, BinSpec, DepthFeatures, predict, train_bank
+from heads.depth_bank import DepthBank, build_bank
 from tasks.depth.config import DepthProbeConfig, default_config
 
 LOADERS = {"nyu": NYUDepth, "kitti": KITTIDepth}
