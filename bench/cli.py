@@ -55,7 +55,7 @@ def cmd_run(args) -> int:
                     weights=weights, progress=not args.no_progress,
                     synth_preset=args.synth_preset or file.get("synth_preset") or default_synth_preset(),
                     sb_preset=args.sb_preset or file.get("sb_preset") or "tiny",
-                    task_config=task_config, train_missing=not args.no_train)
+                    task_config=task_config, train_missing=not args.no_train, force=args.force)
     records = run_benchmark(cfg, dry_run=args.dry_run)
     if args.dry_run:
         print("\n(dry run: nothing was trained, generated or extracted)")
@@ -66,6 +66,13 @@ def cmd_run(args) -> int:
     print("\nResults (headline metric per task; mean over seeds):")
     print(run_summary(records))
     print(f"\nAll metrics: `bench results`; MLflow UI: `mlflow ui --backend-store-uri {tracking_uri()}`")
+    if records.failures:
+        total = len(records) + len(records.failures)
+        print(f"\n{len(records.failures)} of {total} task runs failed (recorded as FAILED runs; the others ran):",
+              file=sys.stderr)
+        for encoder, task, cause in records.failures:
+            print(f"  {encoder} / {task}: {cause.splitlines()[0]}", file=sys.stderr)
+        return min(len(records.failures), 125)  # the exit status is the number of failed runs
     return 0
 
 
@@ -162,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true", help="print the plan (what will be generated, trained, "
                                                           "extracted) and stop")
     r.add_argument("--no-train", action="store_true", help="never train a missing +sb checkpoint (error instead)")
+    r.add_argument("--force", action="store_true",
+                   help="recompute pairs whose (encoder, weights, task, version, config, seed) already has a result")
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(fn=cmd_run)
 
@@ -204,19 +213,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `timeout`, SLURM and `docker stop` send), handled like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     from bench.registry import UnknownNameError
 
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.fn(args)
     except (BenchError, UnknownNameError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished feature shards are kept; run the same command again to resume.",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(("terminated" if isinstance(exc, Terminated) else "interrupted")
+              + ": runs in progress are marked KILLED, finished feature shards and results are kept; "
+              "run the same command again to resume.", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -101,14 +101,9 @@ def record_from_run(run: Any) -> ResultRecord:
 
 
 def _client():
-    import logging
+    from bench.tracking import open_client
 
-    from mlflow.tracking import MlflowClient
-
-    from bench.paths import tracking_uri
-
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # no store-migration chatter on every command
-    return MlflowClient(tracking_uri())
+    return open_client()
 
 
 def _quote(text: str) -> str:

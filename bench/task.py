@@ -91,6 +91,10 @@ class TaskMeta:
         return False
 
 
+class NonFiniteResult(ValueError):
+    """A score came out NaN or infinite: the run fails with the cause instead of publishing it."""
+
+
 @dataclass
 class TaskResult:
     metrics: dict[str, float]
@@ -105,9 +109,10 @@ class TaskResult:
         missing = [meta.headline] if meta.headline not in self.metrics else []
         if missing:
             raise ValueError(f"task {meta.name} did not return its headline {missing}")
-        head = self.metrics[meta.headline]
-        if not math.isfinite(float(head)):
-            raise ValueError(f"task {meta.name}: headline {meta.headline} is {head} (not finite)")
+        bad = {k: v for k, v in self.metrics.items() if meta.metric(k).role == "score" and not math.isfinite(float(v))}
+        if bad:
+            raise NonFiniteResult(f"task {meta.name}: score metrics {bad} are not finite — a result is never "
+                                  "published as NaN/inf (check the encoder's weights and features)")
 
 
 class Task(abc.ABC):
@@ -260,5 +265,5 @@ class AggregateTask:
                           {f"member:{m}": {self.meta.headline: float(member_values[m])} for m in self.members})
 
 
-__all__ = ["GROUPS", "AggregateTask", "FeatureProbe", "FeatureRequest", "Need", "RolloutTask", "Task", "TaskMeta",
+__all__ = ["GROUPS", "AggregateTask", "NonFiniteResult", "FeatureProbe", "FeatureRequest", "Need", "RolloutTask", "Task", "TaskMeta",
            "TaskResult"]

@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from bench import __version__
+from bench.errors import BenchError
 from bench.paths import artifact_root, tracking_uri
 from bench.results import DIR_TAG, HOST_TAG, KIND_TAG, PID_TAG, ResultRecord
 
 EXPERIMENT = "spatialboost-bench"
 MAX_PARAM = 500
+PROC_START_TAG = "bench.proc_start"
+ERROR_TAG = "bench.error"  # why a run FAILED or was KILLED
 
 
 @lru_cache(maxsize=1)
@@ -32,6 +35,32 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         sha, dirty = "", ""
     return f"{__version__}+{sha}{'.dirty' if dirty else ''}" if sha else __version__
+
+
+class StoreDamagedError(BenchError):
+    """The local MLflow store exists but cannot be opened (half-migrated, truncated, not a database)."""
+
+
+def open_client():
+    """An MlflowClient on the benchmark's store, created once and atomically when missing; a damaged
+    local store is one clear error that says how to recover, never a SQLAlchemy traceback."""
+    uri = tracking_uri()
+    try:
+        client = _client()
+        client.search_experiments(max_results=1)
+        return client
+    except BenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever SQLAlchemy / alembic / MLflow raise for a bad file
+        path = _sqlite_path(uri)
+        if path is None or not path.exists():
+            raise
+        cause = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise StoreDamagedError(
+            f"the MLflow store {path} cannot be opened ({type(exc).__name__}: {cause}). It is damaged or "
+            f"half-migrated (e.g. by an older version killed during its first set-up). Move it aside and run "
+            f"again: `mv {path} {path}.broken` (results in it are then not shown; `mlflow db upgrade "
+            f"sqlite:///{path}.broken` may repair a half-migrated one).") from None
 
 
 def _client():
@@ -144,10 +173,52 @@ class RunHandle:
         self.client.log_artifact(self.run_id, str(path), folder)
 
 
+def process_start(pid: int) -> str:
+    """The kernel's start time of a process (clock ticks since boot): with the pid it names one
+    process, so a reused pid is not mistaken for the one that started a run. "" when unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def process_alive(pid: int, start: str) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not start or process_start(pid) in ("", start)
+
+
 class Tracker:
     def __init__(self) -> None:
-        self.client = _client()
+        self.client = open_client()
         self.experiment_id = _experiment_id(self.client)
+
+    def reap_dead_runs(self) -> list[str]:
+        """Runs left RUNNING by a process of this host that no longer exists (kill -9, power loss)
+        are marked KILLED, so the store never shows a result in progress that nobody computes."""
+        import socket
+
+        host, dead, token = socket.gethostname(), [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string="attributes.status = 'RUNNING'",
+                                           max_results=1000, page_token=token)
+            for run in page:
+                tags = run.data.tags
+                if tags.get(HOST_TAG) != host or not tags.get(PID_TAG, "").isdigit():
+                    continue
+                if not process_alive(int(tags[PID_TAG]), tags.get(PROC_START_TAG, "")):
+                    self.client.set_terminated(run.info.run_id, "KILLED")
+                    self.client.set_tag(run.info.run_id, ERROR_TAG, "its process died (found by a later start)")
+                    dead.append(run.info.run_id)
+            token = page.token
+            if not token:
+                return dead
 
     @contextmanager
     def run(self, name: str, *, parent: RunHandle | None = None, tags: dict[str, Any] | None = None,
@@ -158,6 +229,7 @@ class Tracker:
         import socket
 
         all_tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
+                    PROC_START_TAG: process_start(os.getpid()),
                     **{k: str(v) for k, v in (tags or {}).items()}}
         if parent is not None:
             all_tags["mlflow.parentRunId"] = parent.run_id
@@ -168,8 +240,10 @@ class Tracker:
         try:
             yield handle
         except BaseException as exc:
-            self.client.set_terminated(handle.run_id, "KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit))
-                                       else "FAILED")
+            interrupted = isinstance(exc, (KeyboardInterrupt, SystemExit))
+            self.client.set_tag(handle.run_id, ERROR_TAG, (f"{type(exc).__name__}: {exc}" if not interrupted
+                                                           else "interrupted")[:MAX_PARAM])
+            self.client.set_terminated(handle.run_id, "KILLED" if interrupted else "FAILED")
             raise
         self.client.set_terminated(handle.run_id, "FINISHED")
 

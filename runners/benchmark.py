@@ -3,20 +3,31 @@ from __future__ import annotations
 
 import sys
 
-from bench.results import ResultRecord
 from runners.execute import Executor
 from runners.plan import Plan, RunConfig, make_plan
 
 
-def run_benchmark(cfg: RunConfig, out=None, dry_run: bool = False) -> list[ResultRecord]:
+class RunOutcome(list):
+    """The records of a run (finished and reused), with `.failures`: (encoder, task, cause) of the
+    pairs that failed (recorded as FAILED runs while the others ran)."""
+
+    failures: list[tuple[str, str, str]]
+
+
+def run_benchmark(cfg: RunConfig, out=None, dry_run: bool = False) -> RunOutcome:
     out = out or sys.stdout
     plan = make_plan(cfg)
     for name, reason in plan.skipped:
         print(f"skip {name}: {reason}", file=out)
+    outcome = RunOutcome()
+    outcome.failures = []
     if dry_run:
         print(plan.render(), file=out)
-        return []
-    return Executor(plan, out).execute()
+        return outcome
+    executor = Executor(plan, out)
+    outcome.extend(executor.execute())
+    outcome.failures = executor.failures
+    return outcome
 
 
-__all__ = ["Plan", "RunConfig", "make_plan", "run_benchmark"]
+__all__ = ["Plan", "RunConfig", "RunOutcome", "make_plan", "run_benchmark"]

@@ -20,7 +20,8 @@ from bench.errors import BenchError, NotTrainedError
 from bench.features import FeatureCache, default_num_workers, resolve_device
 from bench.io import write_json
 from bench.paths import bench_home
-from bench.results import GROUP_TAG, HEADLINE_TAG, KIND_TAG, PROTOCOL_TAG, VERSION_TAG, MetricValue, ResultRecord
+from bench.results import (GROUP_TAG, HEADLINE_TAG, KIND_TAG, PROTOCOL_TAG, VERSION_TAG, MetricValue, ResultRecord,
+                           identity_hash)
 from bench.seeding import seed_everything
 from bench.task import Need, TaskMeta, TaskResult
 from bench.tracking import DIR_TAG, RunHandle, Tracker, code_version
@@ -61,6 +62,8 @@ class Executor:
         self.workers = default_num_workers() if self.cfg.num_workers < 0 else self.cfg.num_workers
         self.cache = FeatureCache()
         self.records: list[ResultRecord] = []
+        self.failures: list[tuple[str, str, str]] = []  # (encoder, task, cause): recorded, the rest ran
+        self.reused = 0  # pairs skipped because their identity has a finished result
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -83,9 +86,14 @@ class Executor:
 
     def execute(self) -> list[ResultRecord]:
         from bench.encoders import load_encoder
+        from bench.store import read_records
 
         roots = self.prepare()
         tracker = Tracker()
+        dead = tracker.reap_dead_runs()
+        if dead:
+            self.say(f"[store] marked {len(dead)} run(s) of dead processes KILLED")
+        self.done = {} if self.cfg.force else {r.identity_hash: r for r in read_records(kinds=("task",))}
         resolved = {"run": {**{k: v for k, v in vars(self.cfg).items() if k != "task_config"},
                             "device": str(self.device), "num_workers": self.workers, "code_version": code_version()},
                     "tasks": {t.name: json.loads(json.dumps(t.protocol_params(), default=str)) for t in self.plan.tasks}}
@@ -97,9 +105,16 @@ class Executor:
             parent.log_json("config.json", resolved)
             for name in self.plan.encoders:
                 seed_everything(self.cfg.seed)
-                encoder = load_encoder(name, self.cfg.weights.get(name), seed=self.cfg.seed)
+                try:
+                    encoder = load_encoder(name, self.cfg.weights.get(name), seed=self.cfg.seed)
+                except Exception as exc:  # noqa: BLE001 - every task of this encoder fails; the others run
+                    self.fail(name, [t.name for t in self.plan.tasks], exc)
+                    continue
                 for task in self.plan.tasks:
-                    self.records.append(self.run_pair(tracker, parent, task, encoder, roots[task.name]))
+                    try:
+                        self.records.append(self.run_pair(tracker, parent, task, encoder, roots[task.name]))
+                    except Exception as exc:  # noqa: BLE001 - recorded (FAILED run with its cause); the rest run
+                        self.fail(encoder.label, [task.name], exc)
                 del encoder
                 gc.collect()
                 if torch.cuda.is_available():
@@ -110,9 +125,22 @@ class Executor:
                     if rec is not None:
                         self.records.append(rec)
             parent.log_metrics({"features_extracted": self.cache.stats.extracted,
-                                "features_reused": self.cache.stats.reused})
+                                "features_reused": self.cache.stats.reused, "pairs_failed": len(self.failures),
+                                "pairs_reused": self.reused})
             parent.log_json("results.json", [r.to_dict() for r in self.records])
+            if self.failures:
+                parent.log_json("failures.json", [{"encoder": e, "task": t, "cause": c} for e, t, c in self.failures])
         return self.records
+
+    def fail(self, encoder: str, tasks: list[str], exc: BaseException) -> None:
+        import logging
+        import traceback
+
+        cause = f"{type(exc).__name__}: {exc}".strip()
+        logging.getLogger("bench.run").debug("%s", "".join(traceback.format_exception(exc)))
+        for task in tasks:
+            self.failures.append((encoder, task, cause))
+            self.say(f"[{encoder}] {task}: FAILED — {cause.splitlines()[0]}")
 
     # ------------------------------------------------------------------------- one pair
     def base_params(self, task: TaskPlan, encoder) -> dict[str, Any]:
@@ -133,6 +161,14 @@ class Executor:
 
         seed_everything(self.cfg.seed)
         meta = task.meta
+        identity = identity_hash(encoder.name, encoder.weights_id, meta.name, meta.version, task.config_hash,
+                                 self.cfg.seed)
+        if identity in self.done:
+            stored = self.done[identity]
+            self.reused += 1
+            self.say(f"[{encoder.label}] {meta.name}: done already (run {stored.run_id[:8]}, "
+                     f"{meta.headline} = {stored.metrics[meta.headline].value:.3f}); --force recomputes it")
+            return stored
         params = {**self.base_params(task, encoder), "data_root": str(root) if root else ""}
         self.say(f"[{encoder.label}] {meta.name} ...")
         t0 = time.perf_counter()

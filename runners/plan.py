@@ -31,6 +31,7 @@ class RunConfig:
     sb_preset: str = "tiny"  # SpatialBoost recipe preset used when a +sb checkpoint must be trained
     task_config: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> {dotted key: value}
     train_missing: bool = True  # train missing +sb checkpoints first (else: an error says how)
+    force: bool = False  # recompute (encoder, task, config, seed) identities that have a finished result
 
     def __post_init__(self) -> None:
         if self.seed < 0:
@@ -41,6 +42,13 @@ class RunConfig:
             raise BenchError("--encoder needs at least one non-empty name (see `bench list encoders`)")
         if not self.tasks or any(not t.strip() for t in self.tasks):
             raise BenchError("--tasks needs 'all' or task names (see `bench list tasks`)")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise BenchError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise BenchError("--device cuda: no CUDA GPU is visible here (use --device auto or cpu)")
 
 
 @dataclass

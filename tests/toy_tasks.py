@@ -13,7 +13,7 @@ from bench.metrics import Metric
 from bench.task import AggregateTask, Need, RolloutTask, Task, TaskMeta, TaskResult
 from tasks import register_aggregate, register_task
 
-NAMES = ("toy-width", "toy-depth", "toy-suite", "toy-own-process", "toy-reach")
+NAMES = ("toy-width", "toy-depth", "toy-suite", "toy-own-process", "toy-reach", "toy-broken", "toy-nan")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,17 @@ class EncoderShape(Task):
     def run(self, ctx, cfg: ToyConfig) -> TaskResult:
         value = float(ctx.encoder.embed_dim if self.options["what"] == "width" else ctx.encoder.num_blocks)
         return TaskResult({"value": cfg.scale * value}, {"part:a": {"value": value}})
+
+
+class Broken(Task):
+    """Fails the way a bad input does (or returns a NaN score), to check that the others still run."""
+
+    Config = ToyConfig
+
+    def run(self, ctx, cfg) -> TaskResult:
+        if self.options["how"] == "raise":
+            raise ValueError("the toy data is unreadable")
+        return TaskResult({"value": float("nan")})
 
 
 class OwnProcess(Task):
@@ -102,3 +113,7 @@ register_task(TaskMeta("toy-reach", "robot", "1-D reach by behaviour cloning",
                        (Metric("success", True, "episodes ending within 0.1 of the goal (%)", "%"),
                         Metric("success_std", False, "std over seeds", "%", "diagnostic")), "success",
                        needs=Need.ONLINE_ENCODER | Need.SIMULATOR, seeds=(1, 2)), Reach)
+register_task(TaskMeta("toy-broken", "classification", "always fails", VALUE, "value", needs=Need.NONE), Broken,
+              how="raise")
+register_task(TaskMeta("toy-nan", "classification", "a NaN score", VALUE, "value", needs=Need.NONE), Broken,
+              how="nan")

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field, replace
 from bench.config import ConfigError
 from bench.data.kitti import KITTI_MAX_DEPTH
 from bench.data.nyu import NYU_MAX_DEPTH
-from heads.depth import LAYER_CHOICES, TrainConfig
+from heads.depth import TrainConfig
+from heads.depth_bank import LAYER_CHOICES
 
 MAX_DEPTH = {"nyu": NYU_MAX_DEPTH, "kitti": KITTI_MAX_DEPTH}
 

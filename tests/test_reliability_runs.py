@@ -1,0 +1,137 @@
+"""Nothing lost, nothing silently wrong, on the run side: a failing task does not stop the others,
+a NaN score is never published, a rerun never duplicates a finished identity, Ctrl-C / SIGTERM /
+kill -9 leave no RUNNING run behind, and a damaged store is one clear error."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.test_contract import toys  # noqa: F401  (fixture)
+
+
+def _quiet():
+    return open(os.devnull, "w")
+
+
+def test_a_failing_task_is_recorded_and_the_others_run(toys):  # noqa: F811
+    from mlflow.tracking import MlflowClient
+
+    from bench.paths import tracking_uri
+    from runners.benchmark import RunConfig, run_benchmark
+
+    out = run_benchmark(RunConfig(encoders=["vit-tiny"], tasks=["toy-broken", "toy-nan", "toy-width"],
+                                  progress=False), out=_quiet())
+    assert [r.task for r in out] == ["toy-width"]
+    causes = {t: c for _, t, c in out.failures}
+    assert set(causes) == {"toy-broken", "toy-nan"}
+    assert "unreadable" in causes["toy-broken"] and "not finite" in causes["toy-nan"]
+    client = MlflowClient(tracking_uri())
+    failed = client.search_runs([client.get_experiment_by_name("spatialboost-bench").experiment_id],
+                                filter_string="attributes.status = 'FAILED'")
+    assert {r.data.params["task"]: r.data.tags["bench.error"] for r in failed}.keys() == {"toy-broken", "toy-nan"}
+    from bench.store import read_records
+
+    assert {r.task for r in read_records()} == {"toy-width"}  # the NaN never became a result
+
+
+def test_cli_exit_status_counts_failures(toys, capsys):  # noqa: F811
+    from bench.cli import main
+
+    assert main(["run", "--encoder", "vit-tiny", "--tasks", "toy-broken,toy-width,toy-nan", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "2 of 3 task runs failed" in err and "toy-broken" in err
+
+
+def test_a_rerun_reuses_finished_identities_and_force_recomputes(toys):  # noqa: F811
+    from bench.store import read_records
+    from runners.benchmark import RunConfig, run_benchmark
+
+    first = run_benchmark(RunConfig(encoders=["vit-tiny"], tasks=["toy-width"], progress=False), out=_quiet())
+    again = run_benchmark(RunConfig(encoders=["vit-tiny"], tasks=["toy-width"], progress=False), out=_quiet())
+    assert again[0].run_id == first[0].run_id  # nothing recomputed
+    other = run_benchmark(RunConfig(encoders=["vit-tiny"], tasks=["toy-width"], progress=False,
+                                    task_config={"toy-width": {"scale": 3.0}}), out=_quiet())
+    assert other[0].run_id != first[0].run_id  # another config is another identity
+    forced = run_benchmark(RunConfig(encoders=["vit-tiny"], tasks=["toy-width"], progress=False, force=True),
+                           out=_quiet())
+    assert forced[0].run_id != first[0].run_id
+    assert len(read_records(tasks=["toy-width"])) == 2  # one per identity: scale 1 (newest) and scale 3
+    assert len(read_records(tasks=["toy-width"], all_runs=True)) == 3
+
+
+def test_a_damaged_store_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    from bench.cli import main
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("BENCH_HOME", str(home))
+    (home / "mlflow.db").write_bytes(b"SQLite format 3\x00" + os.urandom(2000))
+    assert main(["results"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be opened" in err and f"mv {home / 'mlflow.db'}" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_kill_during_first_store_setup_never_leaves_a_half_store(tmp_path):
+    code = "from bench.tracking import open_client; open_client()"
+    for i, delay in enumerate((0.4, 0.9, 1.4, 2.0)):
+        env = {**os.environ, "BENCH_HOME": str(tmp_path / f"h{i}")}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        db = tmp_path / f"h{i}" / "mlflow.db"
+        # either nothing was published, or a complete store: the next open works in both cases
+        check = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert check.returncode == 0, (delay, db.exists(), check.stderr[-2000:])
+        assert db.exists()
+
+
+def _run_cli(env, *args, timeout=600):
+    return subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--encoder", "vit-tiny",
+                             "--tasks", "imagenet-knn,imagenet-linear", "--no-progress", *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_runs_resume_without_duplicates_or_zombies(tmp_path, sig):
+    from mlflow.tracking import MlflowClient
+
+    from tests.conftest import write_image_folder
+
+    home = tmp_path / "home"
+    env = {**os.environ, "BENCH_HOME": str(home),
+           "BENCH_IMAGENET": str(write_image_folder(tmp_path / "imagenet", {"r": 8, "g": 8, "b": 8}))}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    codes = []
+    for delay in (6.0, 9.0, 12.0):  # inside extraction, the kNN run, the linear bank (2-core machine)
+        proc = _run_cli(env)
+        time.sleep(delay)
+        proc.send_signal(sig)
+        out = proc.communicate(timeout=120)[0]
+        codes.append(proc.returncode)
+        if sig == signal.SIGTERM and proc.returncode not in (0,):
+            assert proc.returncode == 143 and "terminated" in out, out[-2000:]
+    final = _run_cli(env)
+    out = final.communicate(timeout=600)[0]
+    assert final.returncode == 0, out[-3000:]
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("spatialboost-bench")
+    running = client.search_runs([exp.experiment_id], filter_string="attributes.status = 'RUNNING'")
+    assert not running, [(r.info.run_name, r.data.tags.get("bench.pid")) for r in running]
+    finished = client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED' and "
+                                  "tags.`bench.kind` = 'task'")
+    by_task: dict[str, int] = {}
+    for r in finished:
+        by_task[r.data.params["task"]] = by_task.get(r.data.params["task"], 0) + 1
+    assert by_task == {"imagenet-knn": 1, "imagenet-linear": 1}, (by_task, codes)
+    res = subprocess.run([sys.executable, "-m", "bench.cli", "results", "--format", "csv"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert len(res.stdout.strip().splitlines()) == 1 + 8 + 5, res.stdout
