@@ -17,13 +17,13 @@ class RunOutcome(list):
 def run_benchmark(cfg: RunConfig, out=None, dry_run: bool = False) -> RunOutcome:
     out = out or sys.stdout
     plan = make_plan(cfg)
-    for name, reason in plan.skipped:
-        print(f"skip {name}: {reason}", file=out)
     outcome = RunOutcome()
     outcome.failures = []
     if dry_run:
         print(plan.render(), file=out)
         return outcome
+    for name, reason in plan.skipped:
+        print(f"skip {name}: {reason}", file=out)
     executor = Executor(plan, out)
     outcome.extend(executor.execute())
     outcome.failures = executor.failures
