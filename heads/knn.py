@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.metrics.classification import topk_accuracy
 from bench.search import cosine_topk
 
 
@@ -38,10 +39,8 @@ def knn_classify(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fea
     metrics: dict[str, float] = {}
     for k in cfg.ks:
         scores = knn_vote(sims, neighbour_labels, num_classes, min(k, max_k), cfg.temperature)
-        top = scores.topk(min(5, num_classes), dim=1).indices
-        hit = top == test_labels[:, None]
-        metrics[f"top1_k{k}"] = 100.0 * hit[:, 0].float().mean().item()
-        metrics[f"top5_k{k}"] = 100.0 * hit.any(1).float().mean().item()
+        metrics[f"top1_k{k}"] = topk_accuracy(scores, test_labels, 1)
+        metrics[f"top5_k{k}"] = topk_accuracy(scores, test_labels, 5)
     return metrics
 
 
