@@ -133,6 +133,10 @@ class Task(abc.ABC):
         """The protocol's config for this task (variants of one family differ here)."""
         return self.Config()
 
+    def check_config(self, cfg: Any) -> None:
+        """Refuse a config that cannot run with this task's metadata (the planner calls it before any
+        work); raise bench.config.ConfigError. Field-level checks belong in the config's __post_init__."""
+
     @abc.abstractmethod
     def run(self, ctx: "EvalContext", cfg: Any) -> TaskResult:
         ...

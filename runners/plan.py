@@ -183,6 +183,7 @@ def make_plan(cfg: RunConfig) -> Plan:
     for name in names:
         meta, task = task_meta(name), get_task(name)
         config = resolve(task.default_config(), cfg.task_config.get(name, {}), where=f"config of {name}")
+        task.check_config(config)
         data, generate = "", False
         if meta.data is not None:
             _, data = meta.data.status(cfg.synth_preset)

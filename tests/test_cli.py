@@ -69,6 +69,9 @@ def test_knn_run_results_csv_and_cache_reuse(capsys):
     (["--set", "synth-cls-knn.kz=[1]"], "did you mean"),
     (["--set", "synth-cls-linear.train.epochs=3"], "not in this run"),
     (["--set", "nosuch-task.a=1"], "unknown task"),
+    (["--tasks", "synth-cls-knn,synth-cls-knn", "--set", "synth-cls-knn.ks=[7]"], "subset"),
+    pytest.param(["--device", "cuda"], "no CUDA GPU", marks=pytest.mark.skipif(
+        __import__("torch").cuda.is_available(), reason="a GPU is present here")),
 ])
 def test_bad_options_are_refused_up_front(capsys, argv, message):
     base = {"--encoder": "vit-tiny", "--tasks": "synth-cls-knn"}

@@ -93,6 +93,28 @@ def test_kill_during_first_store_setup_never_leaves_a_half_store(tmp_path):
         assert db.exists()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [2, 4])
+def test_concurrent_first_starts_on_a_fresh_store(tmp_path, n):
+    """n processes open a fresh store and log a run at the same moment: all succeed, no run is lost."""
+    code = ("import sys\nfrom bench.tracking import Tracker\nt = Tracker()\n"
+            "with t.run(f'proc {sys.argv[1]}', tags={'bench.kind': 'probe'}) as r:\n    r.log_metrics({'x': 1.0})\n")
+    env = {**os.environ, "BENCH_HOME": str(tmp_path / "home")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(i)], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for i in range(n)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * n, "\n".join(outs)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
+    exps = [e for e in client.search_experiments() if e.name == "spatialboost-bench"]
+    assert len(exps) == 1
+    runs = client.search_runs([exps[0].experiment_id])
+    assert sorted(r.info.run_name for r in runs) == sorted(f"proc {i}" for i in range(n))
+    assert all(r.info.status == "FINISHED" for r in runs) and not (tmp_path / "mlruns").exists()
+
+
 def _run_cli(env, *args, timeout=600):
     return subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--encoder", "vit-tiny",
                              "--tasks", "imagenet-knn,imagenet-linear", "--no-progress", *args],

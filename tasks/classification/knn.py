@@ -17,11 +17,14 @@ CLS = FeatureSpec(outputs=("cls",), n_last_blocks=1)
 class KnnProbe(FeatureProbe):
     Config = KnnConfig
 
-    def inputs(self, ctx: EvalContext, cfg: KnnConfig) -> dict[str, FeatureRequest]:
+    def check_config(self, cfg: KnnConfig) -> None:
         declared = {m.name for m in self.meta.metrics}
-        if not {f"top1_k{k}" for k in cfg.ks} <= declared:
-            raise ConfigError(f"{self.name}: ks {list(cfg.ks)} must be a subset of the declared "
-                              f"{sorted(int(n.split('_k')[1]) for n in declared if n.startswith('top1_'))}")
+        if not cfg.ks or not {f"top1_k{k}" for k in cfg.ks} <= declared or cfg.temperature <= 0:
+            raise ConfigError(f"{self.name}: ks {list(cfg.ks)} must be a non-empty subset of the declared "
+                              f"{sorted(int(n.split('_k')[1]) for n in declared if n.startswith('top1_'))} "
+                              f"and the temperature > 0")
+
+    def inputs(self, ctx: EvalContext, cfg: KnnConfig) -> dict[str, FeatureRequest]:
         transform = EvalTransform(ctx.encoder.preprocess)
         train, val = ImageFolder(ctx.root, "train", transform), ImageFolder(ctx.root, "val", transform)
         if train.classes != val.classes:
