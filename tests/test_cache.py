@@ -67,3 +67,26 @@ def test_key_changes_with_spec_and_encoder_identity(folder, counting_encoder, tm
     counting_encoder.weights_id = "other"
     k3, _ = cache.key(counting_encoder, dataset.identity(), t, FeatureSpec(("cls",), 1))
     assert len({k1, k2, k3}) == 3
+
+
+def test_reopening_with_another_shard_size_reads_the_recorded_shards(tmp_path, folder, counting_encoder):
+    dataset = ImageFolder(folder, "train", EvalTransform(counting_encoder.preprocess))
+    first = _get(FeatureCache(tmp_path / "cache", shard_size=5), counting_encoder, dataset)
+    counting_encoder.images_seen = 0
+    other = _get(FeatureCache(tmp_path / "cache", shard_size=4), counting_encoder, dataset)
+    assert counting_encoder.images_seen == 0 and other.shards == first.shards == [(0, 5), (5, 10), (10, 13)]
+    assert torch.equal(other["cls"], first["cls"]) and torch.equal(other.rows("cls", [12, 4]), first["cls"][[12, 4]])
+
+
+def test_index_records_rows_size_and_checksum(tmp_path, folder, counting_encoder):
+    import hashlib
+    import json
+
+    dataset = ImageFolder(folder, "train", EvalTransform(counting_encoder.preprocess))
+    store = _get(FeatureCache(tmp_path / "cache", shard_size=5), counting_encoder, dataset)
+    index = json.loads((store.folder / "index.json").read_text())
+    assert index["format"] == 2 and index["dtype"] == "float16" and index["bounds"] == [[0, 5], [5, 10], [10, 13]]
+    for part, (s, e) in zip(index["parts"], index["bounds"]):
+        data = (store.folder / part["file"]).read_bytes()
+        assert part["rows"] == e - s and part["bytes"] == len(data)
+        assert part["sha256"] == hashlib.sha256(data).hexdigest()

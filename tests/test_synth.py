@@ -135,7 +135,7 @@ def test_determinism(tiny, tmp_path):
 
 
 def iter_views(out: Path):
-    for sdir in sorted((out / "scenes").iterdir()):
+    for sdir in sorted(p for p in (out / "scenes").iterdir() if p.is_dir()):  # not the .bench-synth marker
         meta, objs = load_scene(out, sdir.name)
         K = read_matrix(sdir / "intrinsic" / "intrinsic_depth.txt")[:3, :3]
         for cam in meta["cameras"]:

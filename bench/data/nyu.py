@@ -25,7 +25,10 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2 as T
 
+from bench.data.fingerprint import files_identity
+from bench.data.images import image_header_size, open_rgb, unreadable
 from bench.encoders.base import Preprocess
+from bench.errors import DataError
 
 NYU_DEPTH_SCALE = 1000.0
 NYU_MAX_DEPTH = 10.0
@@ -87,13 +90,31 @@ class DepthSample:
     group: str  # scene (NYU) or drive (KITTI): the unit a validation split is held out by
 
 
+DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # 16-bit grey PNGs as PIL opens them
+
+
 def read_png16(path: Path) -> np.ndarray:
-    """A 16-bit PNG as uint16 (PIL opens them as mode I;16 or I)."""
-    with Image.open(path) as im:
-        arr = np.asarray(im)
+    """A 16-bit depth PNG as uint16 (PIL opens them as mode I;16 or I). Anything else is a
+    `DataError` naming the file: an 8-bit PNG (its values are not millimetres / 256ths of a metre),
+    a colour or palette PNG, a file that is truncated or not an image."""
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            if mode not in DEPTH_MODES:
+                bits = {"1": "1-bit", "L": "8-bit grey", "P": "8-bit palette", "LA": "8-bit grey+alpha",
+                        "RGB": "8-bit RGB", "RGBA": "8-bit RGBA"}.get(mode, f"mode {mode}")
+                raise DataError(path, f"{bits} image, but depth ground truth must be a single-channel 16-bit PNG "
+                                      f"(NYU: millimetres, KITTI: metres x 256)")
+            arr = np.asarray(im)
+    except DataError:
+        raise
+    except Exception as exc:  # truncated / corrupt / not an image
+        raise unreadable(path, exc) from None
+    if arr.ndim != 2:
+        raise DataError(path, f"depth map has shape {arr.shape}, expected a single channel (H, W)")
     if arr.dtype != np.uint16:
-        if arr.dtype.kind not in "iu" or arr.min() < 0 or arr.max() > 65535:
-            raise ValueError(f"{path}: expected a 16-bit depth PNG, got {arr.dtype}")
+        if arr.dtype.kind not in "iu" or (arr.size and (arr.min() < 0 or arr.max() > 65535)):
+            raise DataError(path, f"expected a 16-bit depth PNG, got values of {arr.dtype} outside 0..65535")
         arr = arr.astype(np.uint16)
     return arr
 
@@ -120,18 +141,31 @@ class DepthDataset:
         return None
 
     def image(self, i: int) -> Image.Image:
-        with Image.open(self.samples[i].image) as im:
-            image = im.convert("RGB")
+        image = open_rgb(self.samples[i].image)
         box = self.crop_box(*image.size)
         return image.crop(box) if box else image
 
     def raw_depth(self, i: int) -> np.ndarray:
-        arr = read_png16(self.samples[i].depth)
+        """Ground truth in dataset units (uint16, 0 = invalid), cropped like the image. Refused with a
+        `DataError` naming the file: not a 16-bit PNG, a size other than its image's, no valid pixel."""
+        sample = self.samples[i]
+        arr = read_png16(sample.depth)
+        w, h = image_header_size(sample.image)
+        if arr.shape != (h, w):
+            raise DataError(sample.depth, f"depth map is {arr.shape[1]}x{arr.shape[0]} but its image "
+                                          f"{sample.image.name} is {w}x{h}")
         box = self.crop_box(arr.shape[1], arr.shape[0])
         if box:
             l, t, r, b = box
             arr = arr[t:b, l:r]
+        if not arr.any():
+            where = f" inside the {self.crop_name} crop" if box else ""
+            raise DataError(sample.depth, f"no valid depth pixel{where} (every value is 0 = invalid)")
         return arr
+
+    def valid_fraction(self, i: int) -> float:
+        """Fraction of valid (non-zero) ground-truth pixels of sample i, after the crop."""
+        return float((self.raw_depth(i) > 0).mean())
 
     def depth(self, i: int) -> np.ndarray:
         return self.raw_depth(i).astype(np.float32) / self.depth_scale
@@ -149,11 +183,10 @@ class DepthDataset:
         return [s.group for s in self.samples]
 
     def identity(self) -> dict:
-        h = hashlib.sha256()
-        for s in self.samples:
-            h.update(f"{s.image.relative_to(self.root)}\t{s.image.stat().st_size}\n".encode())
-        return {"kind": self.name, "root": str(self.root.resolve()), "split": self.split,
-                "n": len(self.samples), "files_sha256": h.hexdigest()[:16], "crop": self.crop_name}
+        """Feature-cache key: the images' relative paths, sizes and mtimes (`bench.data.fingerprint`;
+        no absolute root) and the crop. Ground truth is not part of it: features come from images."""
+        return {"kind": self.name, "split": self.split, "crop": self.crop_name,
+                **files_identity([s.image for s in self.samples], self.root)}
 
     def with_transform(self, transform: Callable | None):
         clone = object.__new__(type(self))

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import _compat_pickle
-import hashlib
 import io
 import json
 import os
@@ -30,7 +29,10 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2 as T
 
+from bench.data.fingerprint import files_identity
+from bench.data.images import image_header_size, open_rgb
 from bench.encoders.base import Preprocess
+from bench.errors import DataError, RefusedPickleError
 
 _INTERP = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
 
@@ -67,8 +69,25 @@ def restricted_loads(data: bytes):
 
 
 def restricted_load(path: str | Path):
-    with open(path, "rb") as f:
-        return RestrictedUnpickler(f).load()
+    """Unpickle a ground-truth file with `RestrictedUnpickler`. A refused global is a
+    `RefusedPickleError` (a `DataError` and still a `pickle.UnpicklingError`); an empty, truncated or
+    corrupt file is a `DataError`; both name the file."""
+    try:
+        with open(path, "rb") as f:
+            return RestrictedUnpickler(f).load()
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+    except pickle.UnpicklingError as exc:
+        if "refusing" in str(exc):
+            raise RefusedPickleError(path, f"refused by the restricted unpickler: {exc}") from None
+        raise DataError(path, f"corrupt pickle ({exc})") from None
+    except EOFError:
+        size = os.stat(path).st_size
+        raise DataError(path, "empty file (0 bytes)" if size == 0 else
+                        f"truncated pickle (ends after {size} bytes)") from None
+    except (OSError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError,
+            ImportError) as exc:
+        raise DataError(path, f"unreadable pickle ({type(exc).__name__}: {exc})") from None
 
 
 # --------------------------------------------------------------------------------- revisited
@@ -86,22 +105,31 @@ class RevisitedGnd:
 def load_gnd(path: str | Path) -> RevisitedGnd:
     """Read and validate a revisitop ground-truth pkl (restricted unpickler)."""
     cfg = restricted_load(path)
+    try:
+        return _parse_gnd(path, cfg)
+    except DataError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise DataError(path, f"malformed revisitop gnd file ({type(exc).__name__}: {exc})") from None
+
+
+def _parse_gnd(path, cfg) -> RevisitedGnd:
     if not isinstance(cfg, dict) or not {"imlist", "qimlist", "gnd"} <= set(cfg):
-        raise ValueError(f"{path}: not a revisitop gnd file (expected keys imlist, qimlist, gnd)")
+        raise DataError(path, "not a revisitop gnd file (expected keys imlist, qimlist, gnd)")
     imlist, qimlist = [str(s) for s in cfg["imlist"]], [str(s) for s in cfg["qimlist"]]
     if len(cfg["gnd"]) != len(qimlist):
-        raise ValueError(f"{path}: {len(cfg['gnd'])} gnd entries for {len(qimlist)} queries")
+        raise DataError(path, f"{len(cfg['gnd'])} gnd entries for {len(qimlist)} queries")
     gnd = []
     for i, g in enumerate(cfg["gnd"]):
         entry = {k: [int(v) for v in np.asarray(g.get(k, []), dtype=np.int64).ravel()]
                  for k in ("easy", "hard", "junk")}
         for k, ids in entry.items():
             if ids and (min(ids) < 0 or max(ids) >= len(imlist)):
-                raise ValueError(f"{path}: query {i} has {k} index out of range 0..{len(imlist) - 1}")
+                raise DataError(path, f"query {i} has {k} index out of range 0..{len(imlist) - 1}")
         bbx = g.get("bbx")
         entry["bbx"] = None if bbx is None else [float(v) for v in np.asarray(bbx, dtype=np.float64).ravel()]
         if entry["bbx"] is not None and len(entry["bbx"]) != 4:
-            raise ValueError(f"{path}: query {i} bbx must have 4 numbers, got {entry['bbx']}")
+            raise DataError(path, f"query {i} bbx must have 4 numbers, got {entry['bbx']}")
         gnd.append(entry)
     return RevisitedGnd(imlist, qimlist, gnd)
 
@@ -130,8 +158,7 @@ class ImageListDataset:
         return len(self.paths)
 
     def load(self, i: int) -> Image.Image:
-        with Image.open(self.paths[i]) as im:
-            image = im.convert("RGB")
+        image = open_rgb(self.paths[i])
         box = self.boxes[i] if self.boxes is not None else None
         if box is not None:
             image = image.crop(tuple(box))  # PIL rounds the float box, as revisitop's loader does
@@ -142,14 +169,11 @@ class ImageListDataset:
         return (self.transform(image) if self.transform else image), i
 
     def identity(self) -> dict:
-        """File names, sizes and boxes: enough to key the feature cache."""
+        """Feature-cache key: paths relative to their common folder, sizes, mtimes and crop boxes
+        (`bench.data.fingerprint`; the absolute folder is not part of it)."""
         common = Path(os.path.commonpath([str(p.parent) for p in self.paths])) if self.paths else Path()
-        h = hashlib.sha256()
-        for i, p in enumerate(self.paths):
-            box = self.boxes[i] if self.boxes is not None else None
-            h.update(f"{p.relative_to(common)}\t{p.stat().st_size}\t{box}\n".encode())
-        return {"kind": self.kind, "folder": str(common.resolve()), "n": len(self.paths),
-                "files_sha256": h.hexdigest()[:16]}
+        boxes = [self.boxes[i] if self.boxes is not None else None for i in range(len(self.paths))]
+        return {"kind": self.kind, **files_identity(self.paths, common, boxes)}
 
 
 def revisited_datasets(root: Path, gnd: RevisitedGnd, transform: Callable) -> tuple[ImageListDataset, ImageListDataset]:
@@ -189,9 +213,14 @@ def load_met(root: str | Path, database: str = "full") -> MetData:
     db_file = "MET_database.json" if database == "full" else "mini_MET_database.json"
 
     def read(name: str, key: str) -> MetSplit:
-        entries = json.loads((gt / name).read_text())
-        paths = [images / e["path"] for e in entries]
-        labels = np.array([int(e[key]) if key in e else -1 for e in entries], dtype=np.int64)
+        try:
+            entries = json.loads((gt / name).read_text())
+            paths = [images / e["path"] for e in entries]
+            labels = np.array([int(e[key]) if key in e else -1 for e in entries], dtype=np.int64)
+        except FileNotFoundError:
+            raise DataError(gt / name, "file not found") from None
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise DataError(gt / name, f"unreadable Met ground truth ({type(exc).__name__}: {exc})") from None
         return MetSplit(paths, labels)
 
     db = read(db_file, "id")
@@ -289,8 +318,7 @@ class PatchMultipleResize:
 
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the header only (no decode)."""
-    with Image.open(path) as im:
-        return im.size
+    return image_header_size(path)
 
 
 def size_buckets(dataset: ImageListDataset, transform: PatchMultipleResize) -> dict[tuple[int, int], list[int]]:

@@ -310,8 +310,13 @@ class ViewGeometry:
 def _read_png(path: Path) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as im:
-        return np.array(im)
+    from bench.data.images import unreadable
+
+    try:
+        with Image.open(path) as im:
+            return np.array(im)
+    except Exception as exc:  # truncated / corrupt / missing: one line naming the file
+        raise unreadable(path, exc) from None
 
 
 def read_matrix(path: Path) -> np.ndarray:

@@ -9,7 +9,6 @@ Roots (the folder the official archive extracts into, or its parent):
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -19,6 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from bench.data.fingerprint import files_identity
+from bench.data.images import check_jpeg_complete, unreadable
+from bench.errors import DataError
 from bench.mmseg_compat import import_mmseg, mmseg_scope
 
 import_mmseg()
@@ -116,15 +118,26 @@ class SegData:
         return len(self.metainfo()["classes"])
 
 
-def file_identity(dataset, root: Path) -> str:
-    """A short hash of the images and annotations of an mmseg dataset (paths relative to root, sizes)."""
-    h = hashlib.sha256()
-    for i in range(len(dataset)):
-        info = dataset.get_data_info(i)
-        for key in ("img_path", "seg_map_path"):
-            p = Path(info[key])
-            h.update(f"{os.path.relpath(p, root)}\t{p.stat().st_size}\n".encode())
-    return h.hexdigest()[:16]
+def file_identity(dataset, root: Path) -> dict:
+    """Cache identity of the images of an mmseg dataset: relative paths, sizes and mtimes
+    (`bench.data.fingerprint`; no absolute root). Annotations are not part of it: the cached
+    features come from the images only (label maps are read fresh)."""
+    return files_identity([Path(dataset.get_data_info(i)["img_path"]) for i in range(len(dataset))], root)
+
+
+def _load_item(dataset, i: int, key: str) -> dict:
+    """`dataset[i]` with an unreadable file (truncated JPEG, corrupt PNG) as one DataError line."""
+    path = dataset.get_data_info(i)[key]
+    if key == "img_path":
+        check_jpeg_complete(path)  # cv2 decodes some truncated JPEGs without a word
+    try:
+        return dataset[i]
+    except DataError:
+        raise
+    except Exception as exc:
+        if not os.path.exists(path):
+            raise DataError(path, "file not found") from None
+        raise unreadable(path, exc) from None
 
 
 class ResizedSegImages(Dataset):
@@ -144,14 +157,14 @@ class ResizedSegImages(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, i: int):
-        img = self.dataset[i]["img"]  # HWC uint8 BGR (mmcv)
+        img = _load_item(self.dataset, i, "img_path")["img"]  # HWC uint8 BGR (mmcv)
         x = torch.from_numpy(np.ascontiguousarray(img[..., ::-1])).permute(2, 0, 1).float() / 255.0
         return (x - self.mean) / self.std, i
 
     def identity(self) -> dict:
-        return {"kind": f"seg-{self.data.kind}", "root": str(self.data.dataset_root.resolve()), "split": self.split,
-                "n": len(self), "size_hw": list(self.size_hw), "loader": "mmcv-LoadImageFromFile+Resize(bilinear)",
-                "files_sha256": file_identity(self.dataset, self.data.dataset_root)}
+        return {"kind": f"seg-{self.data.kind}", "split": self.split, "size_hw": list(self.size_hw),
+                "loader": "mmcv-LoadImageFromFile+Resize(bilinear)",
+                **file_identity(self.dataset, self.data.dataset_root)}
 
     def describe(self) -> str:
         h, w = self.size_hw
@@ -166,7 +179,7 @@ def load_label_maps(data: SegData, split: str, size_hw: tuple[int, int] | None =
     ds = data.dataset(split, [dict(type="LoadAnnotations")])
     out = []
     for i in (range(len(ds)) if indices is None else indices):
-        seg = ds[i]["gt_seg_map"]
+        seg = _load_item(ds, i, "seg_map_path")["gt_seg_map"]
         if size_hw is not None and seg.shape[:2] != tuple(size_hw):
             seg = mmcv.imresize(seg, (size_hw[1], size_hw[0]), interpolation="nearest")
         out.append(seg.astype(np.uint8))

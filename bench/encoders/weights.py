@@ -19,12 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from bench.errors import BenchError
+from bench.errors import BenchError, RefusedPickleError, WeightsError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -110,10 +112,13 @@ def file_sha256(path: str | Path, chunk_size: int = 8 << 20) -> str:
 
 
 def _shard_files(index_path: Path) -> list[Path]:
-    index = json.loads(Path(index_path).read_text())
-    names = sorted(set(index.get("weight_map", {}).values()))
+    try:
+        index = json.loads(Path(index_path).read_text())
+        names = sorted(set(index.get("weight_map", {}).values()))
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        raise WeightsError(index_path, f"unreadable shard index ({type(exc).__name__}: {exc})") from None
     if not names:
-        raise ValueError(f"{index_path}: no 'weight_map' in shard index")
+        raise WeightsError(index_path, "no 'weight_map' in shard index")
     return [Path(index_path).parent / n for n in names]
 
 
@@ -153,26 +158,49 @@ def load_state_dict(path: str | Path) -> dict[str, "torch.Tensor"]:
 
     `.safetensors` -> `safetensors.torch.load_file`; `*.index.json` -> all shards merged;
     anything else -> `torch.load(map_location="cpu", weights_only=True)`, which refuses pickles
-    that reference arbitrary callables (raises `pickle.UnpicklingError`).
+    that reference arbitrary callables.
+
+    A file that cannot be used is one `WeightsError` line naming it and the cause (empty, truncated,
+    not a safetensors / torch file, no tensors); a refused pickle is a `RefusedPickleError` (also a
+    `pickle.UnpicklingError`). Both are `BenchError`s: the CLI prints them and exits 2.
     """
     import torch
 
     path = Path(path)
+    if not path.is_file():
+        raise WeightsError(path, "no such file" if not path.exists() else "not a file")
+    if path.stat().st_size == 0:
+        raise WeightsError(path, "empty file (0 bytes): the download or copy did not finish")
     if path.name.endswith(INDEX_SUFFIX):
+        shards = _shard_files(path)
         sd: dict[str, torch.Tensor] = {}
-        for shard in _shard_files(path):
+        for shard in shards:
             sd.update(load_state_dict(shard))
         return sd
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
-    obj = _unwrap(torch.load(str(path), map_location="cpu", weights_only=True))
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as exc:  # SafetensorError (header too small / incomplete / garbage), OSError
+            raise WeightsError(path, f"not a readable safetensors file, truncated or corrupt ({exc})") from None
+    try:
+        raw = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RefusedPickleError(path, f"refused by weights-only loading (the pickle references code or objects "
+                                       f"other than tensors; convert it to .safetensors): {first}") from None
+    except EOFError:
+        raise WeightsError(path, "truncated torch file (unexpected end of file)") from None
+    except (RuntimeError, OSError, ValueError, zipfile.BadZipFile, AttributeError, TypeError, ImportError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(path, f"not a readable torch checkpoint, truncated or corrupt ({first})") from None
+    obj = _unwrap(raw)
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a state dict, got {type(obj).__name__}")
+        raise WeightsError(path, f"expected a state dict, got {type(obj).__name__}")
     sd = {k: v for k, v in obj.items() if isinstance(k, str) and _is_tensor(v)}
     if not sd:
-        raise ValueError(f"{path}: no tensors found (keys: {list(obj)[:8]})")
+        raise WeightsError(path, f"no tensors found (keys: {list(obj)[:8]})")
     if all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
     return sd
@@ -248,7 +276,7 @@ def _locate_hf_cache(card: "EncoderCard") -> Path | None:
         if filename.endswith(INDEX_SUFFIX):  # every shard must be present too
             try:
                 shards = [_cached_file(card.hf_repo, s.name) for s in _shard_files(path)]
-            except (OSError, ValueError):
+            except (OSError, ValueError, WeightsError):
                 continue
             if any(s is None for s in shards):
                 continue
@@ -309,6 +337,6 @@ def resolve_weights(card: "EncoderCard", explicit: str | Path | None = None) -> 
     return resolved
 
 
-__all__ = ["MissingWeightsError", "ResolvedWeights", "bench_home", "file_sha256", "find_weights", "hf_cache_dir",
+__all__ = ["MissingWeightsError", "RefusedPickleError", "ResolvedWeights", "WeightsError", "bench_home", "file_sha256", "find_weights", "hf_cache_dir",
            "hf_repo_folder", "load_state_dict", "missing_weights_message", "resolve_weights",
            "weights_sha256"]

@@ -61,17 +61,41 @@ def _save(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) ->
     return file_sha256(path)
 
 
+def _unreadable(path: Path, exc: BaseException) -> CheckpointError:
+    if isinstance(exc, FileNotFoundError):
+        return CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = None
+    if size == 0:
+        return CheckpointError(f"{path}: empty checkpoint file (0 bytes): the save or copy did not finish; "
+                               f"delete it and retrain")
+    return CheckpointError(f"{path}: unreadable checkpoint, truncated or not a safetensors file ({exc}); "
+                           f"delete it and retrain")
+
+
 def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a safetensors checkpoint; an unreadable file is a `CheckpointError` naming it."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as exc:  # SafetensorError (header too small / incomplete / garbage), OSError
+        raise _unreadable(path, exc) from None
 
 
 def read_tensors(path: str | Path, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The tensors under `prefix` (prefix stripped); an unreadable file is a `CheckpointError` naming it."""
     from safetensors.torch import load_file
 
-    sd = load_file(str(path))
+    path = Path(path)
+    try:
+        sd = load_file(str(path))
+    except Exception as exc:
+        raise _unreadable(path, exc) from None
     return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
@@ -123,6 +147,9 @@ def load_boosted_encoder(path: str | Path, seed: int = 0) -> Encoder:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a SpatialBoost boosted-encoder checkpoint "
                               f"(format {meta.get('format')!r})")
+    missing = [k for k in ("base_encoder", "base_weights_id", "mode") if k not in meta]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint metadata lacks {missing} (damaged or written by another tool)")
     base_name = meta["base_encoder"]
     random_init = meta.get("base_random_init") == "true"
     base_seed = int(meta.get("base_seed", seed)) if random_init else seed

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from bench.errors import BenchError
 
 from .pipeline import generate
 from .presets import PRESETS
@@ -12,4 +15,8 @@ parser.add_argument("--out", default=None)
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--no-progress", action="store_true")
 args = parser.parse_args()
-generate(args.preset, args.out, seed=args.seed, progress=not args.no_progress)
+try:
+    generate(args.preset, args.out, seed=args.seed, progress=not args.no_progress)
+except BenchError as exc:
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(2)

@@ -4,6 +4,7 @@ See docs/synthetic_data.md for the layouts and conventions.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -12,6 +13,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -122,27 +124,113 @@ def _square_crop_box(bbox, W: int, H: int, margin: float = 0.1) -> tuple[int, in
 # main entry
 
 
-def _manifest_matches(out: Path, preset: str, seed: int) -> dict | None:
-    mf = out / "manifest.json"
-    if not mf.is_file():
-        return None
+MARKER = ".bench-synth"  # written into every layout folder the generator creates (JSON, see _marker)
+LOCK = ".bench-synth.lock"  # fcntl lock file in the output folder: one generator at a time
+PARTIAL_PREFIX = ".bench-synth-partial-"  # the temporary folder a generation writes into, inside the output
+
+
+def _read_json(path: Path):
     try:
-        m = json.loads(mf.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
+        return None
+
+
+def _is_ours(folder: Path) -> bool:
+    """A folder the generator wrote: it holds our marker file."""
+    m = _read_json(folder / MARKER)
+    return isinstance(m, dict) and m.get("generator") == "bench.data.synth"
+
+
+def _manifest_matches(out: Path, preset: str, seed: int) -> dict | None:
+    """The manifest when `out` holds the complete set for (preset, seed, generator version).
+
+    The manifest is written last, after every layout folder is in place, so its presence means the
+    set is complete; the layout folders' markers (when present) must name the same content hash."""
+    m = _read_json(out / "manifest.json")
+    if not isinstance(m, dict):
         return None
     if m.get("preset") != preset or m.get("seed") != seed or m.get("version") != VERSION:
         return None
-    if not all((out / d).is_dir() for d in LAYOUT_DIRS):
-        return None
+    for d in LAYOUT_DIRS:
+        if not (out / d).is_dir():
+            return None
+        marker = _read_json(out / d / MARKER)
+        if marker is not None and (not isinstance(marker, dict) or marker.get("content_hash") != m.get("content_hash")):
+            return None
     return m
+
+
+def check_output(out: Path) -> None:
+    """Refuse (`DataError` naming it) before any work when replacing the set in `out` would delete
+    something the generator did not write: a layout folder without our marker, or a foreign manifest."""
+    from bench.errors import DataError
+
+    for d in LAYOUT_DIRS:
+        folder = out / d
+        if (folder.exists() or folder.is_symlink()) and not (folder.is_dir() and not folder.is_symlink()
+                                                               and _is_ours(folder)):
+            raise DataError(folder, f"exists and was not written by the synthetic generator (no {MARKER} marker); "
+                                    f"refusing to replace it. Generate into another folder (--out), or move it away "
+                                    f"(if it is an old synthetic set, delete it yourself)")
+    mf = out / "manifest.json"
+    if mf.exists():
+        m = _read_json(mf)
+        if not (isinstance(m, dict) and m.get("generator") == "bench.data.synth"):
+            raise DataError(mf, "exists and is not a manifest of the synthetic generator; refusing to overwrite it. "
+                                "Generate into another folder (--out)")
+
+
+@contextlib.contextmanager
+def _locked(out: Path):
+    """An exclusive fcntl lock on `out/.bench-synth.lock` (waits for a generation in progress)."""
+    import fcntl
+
+    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another generation into %s to finish", out)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock (also released by the kernel if this process is killed)
+
+
+def _sweep_partials(out: Path) -> None:
+    """Remove temporary folders left by killed runs, if no generation holds the lock right now."""
+    import fcntl
+
+    stale = list(out.glob(PARTIAL_PREFIX + "*"))
+    if not stale:
+        return
+    try:
+        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # read-only data folder: leave them
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return
+    try:
+        for folder in stale:
+            shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        os.close(fd)
 
 
 def generate(preset: str = "tiny", out: str | Path | None = None, seed: int = 0, progress: bool = True) -> dict:
     """Generate the ``preset`` dataset into ``out`` (default: :func:`default_root`); return the manifest.
 
     Does nothing if ``out/manifest.json`` already records the same preset, seed and generator version.
-    Otherwise the layout folders are removed and everything is regenerated; ``manifest.json`` is
-    written last (atomically), so an interrupted run never leaves a manifest for incomplete data.
+    Otherwise, under an exclusive lock on ``out`` (a second process waits, then finds the finished
+    set), the set is generated into a temporary folder inside ``out`` and moved into place; the
+    manifest is removed first and written last (atomically), so an interrupted or killed run never
+    leaves a manifest for incomplete data. Only folders the generator wrote (marker ``.bench-synth``)
+    are ever replaced: any other ``scenes/ nyu/ ade/ cls/ retrieval/`` or a foreign ``manifest.json``
+    in ``out`` is refused with a ``DataError`` naming it, before any work.
     """
     p = get_preset(preset)
     seed = int(seed)
@@ -150,18 +238,45 @@ def generate(preset: str = "tiny", out: str | Path | None = None, seed: int = 0,
     existing = _manifest_matches(out, preset, seed)
     if existing is not None:
         log.info("synthetic %s (seed %d) already at %s", preset, seed, out)
+        _sweep_partials(out)
         return existing
-    t0 = time.perf_counter()
+    check_output(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "manifest.json").unlink(missing_ok=True)
-    for d in LAYOUT_DIRS:
-        if (out / d).exists():
-            shutil.rmtree(out / d)
-    backend = select_gl_backend()
-    manifest = _generate(p, out, seed, backend, progress)
-    write_atomic(out / "manifest.json", dumps_json(manifest))
+    with _locked(out):
+        existing = _manifest_matches(out, preset, seed)  # another process may have finished it meanwhile
+        if existing is not None:
+            log.info("synthetic %s (seed %d) already at %s (generated by another process)", preset, seed, out)
+            return existing
+        check_output(out)
+        for stale in out.glob(PARTIAL_PREFIX + "*"):  # left by a killed run (we hold the lock: nobody uses them)
+            shutil.rmtree(stale, ignore_errors=True)
+        t0 = time.perf_counter()
+        tmp = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=out))
+        try:
+            backend = select_gl_backend()
+            manifest = _generate(p, tmp, seed, backend, progress)
+            marker = dumps_json({"generator": "bench.data.synth", "version": VERSION, "preset": p.name, "seed": seed,
+                                 "content_hash": manifest["content_hash"]})
+            for d in LAYOUT_DIRS:
+                (tmp / d).mkdir(exist_ok=True)
+                write_atomic(tmp / d / MARKER, marker)
+            _install(tmp, out, manifest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     log.info("synthetic %s (seed %d): %d files in %.1fs at %s", preset, seed, manifest["files"], time.perf_counter() - t0, out)
     return manifest
+
+
+def _install(tmp: Path, out: Path, manifest: dict) -> None:
+    """Move the generated layout folders from `tmp` into `out` (replacing ours), manifest last."""
+    (out / "manifest.json").unlink(missing_ok=True)  # from here on the set in `out` is not trusted
+    trash = tmp / ".replaced"
+    trash.mkdir()
+    for d in LAYOUT_DIRS:
+        if (out / d).exists():  # ours: check_output ran under the lock
+            os.rename(out / d, trash / d)
+        os.rename(tmp / d, out / d)
+    write_atomic(out / "manifest.json", dumps_json(manifest))
 
 
 def ensure(preset: str = "tiny", root: str | Path | None = None, seed: int = 0, progress: bool = True) -> Path:
@@ -171,15 +286,18 @@ def ensure(preset: str = "tiny", root: str | Path | None = None, seed: int = 0, 
     that later imports triton / torchvision.transforms.v2 crashes it (seen with Mesa here), and the
     benchmark and trainer processes must stay clean.
     """
+    from bench.errors import BenchError
+
     root = Path(root) if root is not None else default_root(preset)
     get_preset(preset)  # unknown presets fail here, with the list
     if _manifest_matches(root, preset, int(seed)) is None:
+        check_output(root)  # a refusal is a clear error here, not a child's traceback
         cmd = [sys.executable, "-m", "bench.data.synth", "--preset", preset, "--out", str(root), "--seed", str(seed)]
         if not progress:
             cmd.append("--no-progress")
         done = subprocess.run(cmd)
         if done.returncode != 0:
-            raise RuntimeError(f"synthetic scene generation failed (exit {done.returncode}): {' '.join(cmd)}")
+            raise BenchError(f"synthetic scene generation failed (exit {done.returncode}): {' '.join(cmd)}")
     return root
 
 
