@@ -384,6 +384,17 @@ def test_unreadable_weights_files(tmp_path):
         one_line(err.value, str(tmp_path / name))
     assert set(load_state_dict(tmp_path / "ok.safetensors")) == {"w"}
 
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    with open(tmp_path / "evil.pt", "wb") as f:
+        pickle.dump({"state_dict": {"w": Evil()}}, f, protocol=2)
+    with pytest.raises(pickle.UnpicklingError) as err:
+        load_state_dict(tmp_path / "evil.pt")
+    one_line(err.value, str(tmp_path / "evil.pt"), "refused", "posix.system")
+    assert not (tmp_path / "pwned").exists()
+
 
 def test_unreadable_boosted_checkpoint(tmp_path):
     from safetensors.torch import save_file

@@ -2,8 +2,8 @@
 
 A class folder without any image is not a class: it is left out with a warning naming it (listed in
 `empty_classes`), so an empty leftover folder never shifts the class indices or the class count.
-When the sibling split (train <-> val) is present, both must then have the same classes (same
-names, hence the same indices), or the dataset is refused.
+When the sibling split (train <-> val) is present with class folders, both must then have the same
+classes (same names, hence the same indices), or the dataset is refused (`DataError`).
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ class ImageFolder:
         other = SIBLING_SPLITS.get(self.split)
         if self.check_splits and other and (self.root / other).is_dir():
             theirs, _ = class_folders(self.root / other)
-            if theirs != self.classes:
+            if theirs and theirs != self.classes:  # (a sibling without class folders is not an ImageFolder split)
                 mine, yours = sorted(set(self.classes) - set(theirs)), sorted(set(theirs) - set(self.classes))
                 raise DataError(self.root, f"{self.split} and {other} have different classes (after leaving out "
                                            f"empty folders): only in {self.split}: {mine or '-'}, only in {other}: "

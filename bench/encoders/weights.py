@@ -187,7 +187,9 @@ def load_state_dict(path: str | Path) -> dict[str, "torch.Tensor"]:
     try:
         raw = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        first = next((ln for ln in lines if "unsupported" in ln.lower() or "WeightsUnpickler error" in ln),
+                     lines[0] if lines else type(exc).__name__)
         raise RefusedPickleError(path, f"refused by weights-only loading (the pickle references code or objects "
                                        f"other than tensors; convert it to .safetensors): {first}") from None
     except EOFError:

@@ -124,7 +124,7 @@ def _square_crop_box(bbox, W: int, H: int, margin: float = 0.1) -> tuple[int, in
 # main entry
 
 
-MARKER = ".bench-synth"  # written into every layout folder the generator creates (JSON, see _marker)
+MARKER = ".bench-synth"  # JSON written into every layout folder the generator creates (generator, version, preset, seed, content_hash)
 LOCK = ".bench-synth.lock"  # fcntl lock file in the output folder: one generator at a time
 PARTIAL_PREFIX = ".bench-synth-partial-"  # the temporary folder a generation writes into, inside the output
 
