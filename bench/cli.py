@@ -55,7 +55,8 @@ def cmd_run(args) -> int:
                     weights=weights, progress=not args.no_progress,
                     synth_preset=args.synth_preset or file.get("synth_preset") or default_synth_preset(),
                     sb_preset=args.sb_preset or file.get("sb_preset") or "tiny",
-                    task_config=task_config, train_missing=not args.no_train, force=args.force)
+                    task_config=task_config, train_missing=not args.no_train, force=args.force,
+                    cache_dtype=args.cache_dtype)
     records = run_benchmark(cfg, dry_run=args.dry_run)
     if args.dry_run:
         print("\n(dry run: nothing was trained, generated or extracted)")
@@ -169,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true", help="print the plan (what will be generated, trained, "
                                                           "extracted) and stop")
     r.add_argument("--no-train", action="store_true", help="never train a missing +sb checkpoint (error instead)")
+    r.add_argument("--cache-dtype", choices=["fp16", "fp32"], default="fp16",
+                   help="feature cache storage (fp32 for encoders whose features exceed fp16 range)")
     r.add_argument("--force", action="store_true",
                    help="recompute pairs whose (encoder, weights, task, version, config, seed) already has a result")
     r.add_argument("--no-progress", action="store_true")

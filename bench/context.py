@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from bench.encoders.base import Encoder
-from bench.features import Extractor, FeatureCache, FeatureSpec, FeatureStore, autocast_for, select_features
+from bench.feature_store import FeatureStore
+from bench.features import Extractor, FeatureCache, FeatureSpec, autocast_for, select_features
 
 
 class RunLog(Protocol):

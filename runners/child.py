@@ -34,6 +34,7 @@ class ChildRequest:
     artifacts_dir: str | None
     state_root: str | None
     cache_root: str
+    cache_dtype: str = "fp16"
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -59,7 +60,8 @@ def _child(request: ChildRequest, queue) -> None:
             from bench.tracking import RunHandle, _client
 
             run = RunHandle(_client(), request.run_id)
-        ctx = EvalContext(encoder, torch.device(request.device), request.seed, FeatureCache(request.cache_root),
+        ctx = EvalContext(encoder, torch.device(request.device), request.seed, FeatureCache(
+            request.cache_root, dtype=torch.float32 if request.cache_dtype == "fp32" else torch.float16),
                           root=Path(request.root) if request.root else None, batch_size=request.batch_size,
                           num_workers=request.num_workers, progress=request.progress, run=run,
                           artifacts_dir=Path(request.artifacts_dir) if request.artifacts_dir else None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 import tempfile
 import time
@@ -60,7 +61,7 @@ class Executor:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise BenchError("--device cuda: no CUDA GPU is visible here (use --device auto or cpu)")
         self.workers = default_num_workers() if self.cfg.num_workers < 0 else self.cfg.num_workers
-        self.cache = FeatureCache()
+        self.cache = FeatureCache(dtype=torch.float32 if self.cfg.cache_dtype == "fp32" else torch.float16)
         self.records: list[ResultRecord] = []
         self.failures: list[tuple[str, str, str]] = []  # (encoder, task, cause): recorded, the rest ran
         self.reused = 0  # pairs skipped because their identity has a finished result
@@ -194,15 +195,14 @@ class Executor:
                                params={**params, **logged})
             Tracker.record(run, record)
             run.log_metrics({"wall_seconds": time.perf_counter() - t0})
-        write_json(feature_manifest(encoder.name, self.cfg.weights.get(encoder.name), task), self.cache.touched)
+        write_json(feature_manifest(encoder.name, self.cfg.weights.get(encoder.name), task),
+                   [os.path.relpath(t, self.cache.root) for t in self.cache.touched])
         head = result.metrics[meta.headline]
         self.say(f"[{encoder.label}] {meta.name}: {meta.headline} = {head:.3f} "
                  f"({meta.metric(meta.headline).direction} is better, {time.perf_counter() - t0:.1f}s)")
         return record
 
     def run_child(self, task: TaskPlan, encoder, root: Path | None, run: RunHandle, artifacts: Path):
-        import os
-
         from runners.child import ChildRequest, run_in_child
         from tasks import TASKS
 
@@ -212,7 +212,7 @@ class Executor:
             seed=self.cfg.seed, root=str(root) if root else None, device=str(self.device),
             batch_size=self.cfg.batch_size, num_workers=self.workers, progress=self.cfg.progress, run_id=run.run_id,
             artifacts_dir=str(artifacts), state_root=str(self.state_root(task, encoder)),
-            cache_root=str(self.cache.root), env={k: v for k, v in os.environ.items() if k.startswith("BENCH_")})
+            cache_root=str(self.cache.root), cache_dtype=self.cfg.cache_dtype, env={k: v for k, v in os.environ.items() if k.startswith("BENCH_")})
         return run_in_child(request)
 
     # ------------------------------------------------------------------------ aggregates

@@ -32,6 +32,7 @@ class RunConfig:
     task_config: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> {dotted key: value}
     train_missing: bool = True  # train missing +sb checkpoints first (else: an error says how)
     force: bool = False  # recompute (encoder, task, config, seed) identities that have a finished result
+    cache_dtype: str = "fp16"  # feature storage: fp16 (default) | fp32 (features beyond fp16 range)
 
     def __post_init__(self) -> None:
         if self.seed < 0:
@@ -42,6 +43,8 @@ class RunConfig:
             raise BenchError("--encoder needs at least one non-empty name (see `bench list encoders`)")
         if not self.tasks or any(not t.strip() for t in self.tasks):
             raise BenchError("--tasks needs 'all' or task names (see `bench list tasks`)")
+        if self.cache_dtype not in ("fp16", "fp32"):
+            raise BenchError(f"--cache-dtype must be fp16 or fp32, got {self.cache_dtype!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise BenchError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         if self.device == "cuda":
@@ -86,8 +89,9 @@ class Plan:
         manifest = feature_manifest(encoder, self.cfg.weights.get(encoder), task)
         if not manifest.exists():
             return "extract"
-        entries = json.loads(manifest.read_text())
-        present = sum((Path(e) / "index.json").exists() for e in entries)
+        entries = json.loads(manifest.read_text())  # relative to the cache root (a copied BENCH_HOME keeps them)
+        root = cache_root() / "features"
+        present = sum((root / e / "index.json").exists() for e in entries)
         return "cached" if present == len(entries) else f"partly cached ({present}/{len(entries)} splits)"
 
     def render(self) -> str:
