@@ -17,10 +17,13 @@ Contract (one env = one episode at a time; the rollout steps N of them in lockst
 - ``horizon``, ``action_dim``, ``proprio_dim``: ints.
 - ``state()``: the low-dimensional simulator state (for a test-only oracle encoder and experts).
 - ``close()``: free GL / simulator resources (idempotent).
+
+Suites are looked up by name in `tasks/robot/suites.py` (`make_env(suite, name, ...)`,
+`make_expert(suite, name, env)`); a suite module may import this file (types only), never `suites`.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,31 +54,4 @@ class Expert(Protocol):
     def act(self, env: SuiteEnv) -> "np.ndarray": ...
 
 
-def make_env(suite: str, name: str, **kwargs: Any) -> SuiteEnv:
-    """The suite's env by name; suite modules are imported lazily (they import the simulator)."""
-    if suite == "metaworld":
-        from tasks.robot.metaworld import MetaWorldEnv
-        return MetaWorldEnv(name, **kwargs)
-    if suite == "dmc":
-        from tasks.robot.dmc import make_dmc_env  # type: ignore[import-not-found]
-        return make_dmc_env(name, **kwargs)
-    if suite == "adroit":
-        from tasks.robot.adroit import make_adroit_env  # type: ignore[import-not-found]
-        return make_adroit_env(name, **kwargs)
-    raise ValueError(f"unknown CortexBench suite {suite!r} (metaworld, dmc, adroit)")
-
-
-def make_expert(suite: str, name: str, env: SuiteEnv) -> Expert:
-    if suite == "metaworld":
-        from tasks.robot.metaworld import MetaWorldExpert
-        return MetaWorldExpert(name)
-    if suite == "dmc":
-        from tasks.robot.dmc import make_dmc_expert  # type: ignore[import-not-found]
-        return make_dmc_expert(name, env)
-    if suite == "adroit":
-        from tasks.robot.adroit import make_adroit_expert  # type: ignore[import-not-found]
-        return make_adroit_expert(name, env)
-    raise ValueError(f"unknown CortexBench suite {suite!r}")
-
-
-__all__ = ["Episode", "Expert", "StepInfo", "SuiteEnv", "make_env", "make_expert"]
+__all__ = ["Episode", "Expert", "StepInfo", "SuiteEnv"]

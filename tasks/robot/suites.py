@@ -1,0 +1,36 @@
+"""Suite lookup by name: the BC core builds envs and experts through here. Suite modules are
+imported lazily (each imports its simulator); they may import `tasks.robot.env`, never this file."""
+from __future__ import annotations
+
+from typing import Any
+
+from tasks.robot.env import Expert, SuiteEnv
+
+
+def make_env(suite: str, name: str, **kwargs: Any) -> SuiteEnv:
+    if suite == "metaworld":
+        from tasks.robot.metaworld import MetaWorldEnv
+        return MetaWorldEnv(name, **kwargs)
+    if suite == "dmc":
+        from tasks.robot.dmc import make_dmc_env  # type: ignore[import-not-found]
+        return make_dmc_env(name, **kwargs)
+    if suite == "adroit":
+        from tasks.robot.adroit import make_adroit_env  # type: ignore[import-not-found]
+        return make_adroit_env(name, **kwargs)
+    raise ValueError(f"unknown CortexBench suite {suite!r} (metaworld, dmc, adroit)")
+
+
+def make_expert(suite: str, name: str, env: SuiteEnv) -> Expert:
+    if suite == "metaworld":
+        from tasks.robot.metaworld import MetaWorldExpert
+        return MetaWorldExpert(name)
+    if suite == "dmc":
+        from tasks.robot.dmc import make_dmc_expert  # type: ignore[import-not-found]
+        return make_dmc_expert(name, env)
+    if suite == "adroit":
+        from tasks.robot.adroit import make_adroit_expert  # type: ignore[import-not-found]
+        return make_adroit_expert(name, env)
+    raise ValueError(f"unknown CortexBench suite {suite!r} (metaworld, dmc, adroit)")
+
+
+__all__ = ["make_env", "make_expert"]
