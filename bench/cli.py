@@ -119,8 +119,13 @@ def cmd_results(args) -> int:
     from bench.results import RESULT_COLUMNS
     from bench.store import read_records, tidy
 
-    records = read_records(encoders=_split(args.encoder) or None, tasks=_split(args.task) or None,
-                           all_runs=args.all_runs)
+    from bench.encoders import check_encoder_name
+    from tasks import TASKS
+
+    for name in _split(args.task):
+        TASKS.entry(name)  # a typo is an error with suggestions, not an empty table
+    encoders = [check_encoder_name(e) for e in _split(args.encoder)]
+    records = read_records(encoders=encoders or None, tasks=_split(args.task) or None, all_runs=args.all_runs)
     if records.skipped:
         print(records.skipped_message(), file=sys.stderr)
     df = tidy(records)[RESULT_COLUMNS]

@@ -69,6 +69,30 @@ def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _flat_layer(layer: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in layer.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flat_layer(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _complete_keys(default: Any, layer: Mapping[str, Any]) -> dict[str, Any]:
+    """A key that names no field but is the unique last part of one (`iterations` for
+    `train.iterations`) means that field; anything else is left for the merge to refuse."""
+    known = list(flatten(default))
+    out: dict[str, Any] = {}
+    for key, value in _flat_layer(layer).items():
+        if key not in known and not any(k.startswith(key + ".") for k in known):
+            matches = [k for k in known if k.endswith("." + key)]
+            key = matches[0] if len(matches) == 1 else key
+        out[key] = value
+    return out
+
+
 def resolve(default: Any, *layers: Mapping[str, Any], where: str = "config") -> Any:
     """`default` (a dataclass instance) with each layer (nested or dotted keys) merged in, type-checked."""
     from omegaconf import OmegaConf
@@ -82,7 +106,7 @@ def resolve(default: Any, *layers: Mapping[str, Any], where: str = "config") -> 
     for layer in layers:
         if not layer:
             continue
-        nested = _nest({k: v for k, v in layer.items()}) if any("." in k for k in layer) else dict(layer)
+        nested = _nest(_complete_keys(default, layer))
         try:
             merged = OmegaConf.merge(merged, OmegaConf.create(nested))
         except OmegaConfBaseException as exc:
@@ -112,10 +136,32 @@ def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def config_hash(cfg: Any) -> str:
-    if cfg is None:
+RUNTIME = {"runtime": True}  # field(metadata=RUNTIME): how fast, not what is computed; not in the identity
+
+
+def protocol_fields(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """`flatten` without the fields marked `metadata=RUNTIME` (threads, batch sizes of evaluation, ...)."""
+    if not dataclasses.is_dataclass(cfg):
+        return flatten(cfg, prefix)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get("runtime"):
+            continue
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            out.update(protocol_fields(v, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def config_hash(cfg: Any, data_id: str = "") -> str:
+    """Hash of what a result depends on: the protocol fields of the config and the data it ran on."""
+    if cfg is None and not data_id:
         return ""
-    return hashlib.sha256(json.dumps(flatten(cfg), sort_keys=True, default=str).encode()).hexdigest()[:12]
+    fields = protocol_fields(cfg) if cfg is not None else {}
+    text = json.dumps({"config": fields, "data": data_id}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def to_yaml(cfg: Any) -> str:
@@ -126,4 +172,5 @@ def to_yaml(cfg: Any) -> str:
     return yaml.safe_dump(json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), sort_keys=False)
 
 
-__all__ = ["ConfigError", "config_hash", "flatten", "load_run_file", "parse_sets", "resolve", "to_yaml"]
+__all__ = ["RUNTIME", "ConfigError", "config_hash", "flatten", "load_run_file", "parse_sets", "protocol_fields",
+           "resolve", "to_yaml"]

@@ -60,10 +60,21 @@ def _int(text: Any, what: str) -> int:
     return int(s)
 
 
+def canonical_encoder(name: str) -> str:
+    """Aliases are aliases: `dinov3` reads back as `dinov3-vit7b16` (older stores recorded aliases);
+    a name the zoo does not know is kept as written. The zoo's registry is light (no torch)."""
+    try:
+        from bench.encoders import resolve_name
+
+        return str(resolve_name(name))
+    except Exception:  # noqa: BLE001 - unknown or plug-in names stay as stored
+        return name
+
+
 def record_from_run(run: Any) -> ResultRecord:
     """Rebuild one record from an MLflow run (tags + params + metrics); `MalformedRun` if it cannot be."""
     p, t = dict(run.data.params), dict(run.data.tags)
-    encoder, task = (p.get("encoder") or "").strip(), (p.get("task") or "").strip()
+    encoder, task = canonical_encoder((p.get("encoder") or "").strip()), (p.get("task") or "").strip()
     if not encoder or not task:
         raise MalformedRun("no encoder or task param")
     seed = _int(p["seed"], "seed") if "seed" in p else 0
@@ -155,10 +166,11 @@ def read_records(*, kinds: Sequence[str] = ("task", "aggregate"), encoders: Iter
     """Finished result runs as records (newest per identity unless `all_runs`), oldest first; the
     returned list's `skipped` / `problems` say which runs were malformed and why."""
     kinds = tuple(kinds)
-    encoders = None if encoders is None else list(dict.fromkeys(encoders))
+    encoders = None if encoders is None else list(dict.fromkeys(canonical_encoder(e) for e in encoders))
     tasks = None if tasks is None else list(dict.fromkeys(tasks))
     out, problems = [], []
-    for run in iter_runs(_filter(kinds, encoders, tasks)):
+    # the encoder filter is applied after canonicalising stored names (older stores hold aliases)
+    for run in iter_runs(_filter(kinds, None, tasks)):
         if run.data.tags.get(KIND_TAG) not in kinds:
             continue
         try:

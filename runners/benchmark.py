@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from bench.errors import BenchError
+
 from runners.execute import Executor
 from runners.plan import Plan, RunConfig, make_plan
 
@@ -21,7 +23,11 @@ def run_benchmark(cfg: RunConfig, out=None, dry_run: bool = False) -> RunOutcome
     outcome.failures = []
     if dry_run:
         print(plan.render(), file=out)
+        if plan.blocked:
+            raise BenchError("the plan cannot run here: " + "; ".join(f"{w}: {y.splitlines()[0]}" for w, y in plan.blocked))
         return outcome
+    if plan.blocked:  # before any data is generated or any encoder trained
+        raise BenchError("cannot run: " + "\n".join(f"  {w}: {y}" for w, y in plan.blocked))
     for name, reason in plan.skipped:
         print(f"skip {name}: {reason}", file=out)
     executor = Executor(plan, out)

@@ -10,6 +10,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,21 @@ def to_record(meta: TaskMeta, result: TaskResult, *, encoder: str, label: str, w
                  for k, v in result.metrics.items()},
         params={k: str(v) for k, v in params.items()}, run_id=run.run_id, parent_run_id=parent.run_id if parent else "",
         start_time=int(time.time() * 1000))
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What records need of an encoder, kept while the model itself is freed (own-process tasks)."""
+
+    name: str
+    label: str
+    backend: str
+    weights_id: str
+    random_init: bool
+
+    @classmethod
+    def of(cls, encoder) -> "EncoderInfo":
+        return cls(encoder.name, encoder.label, encoder.backend, encoder.weights_id, encoder.random_init)
 
 
 class Executor:
@@ -111,12 +127,20 @@ class Executor:
                 except Exception as exc:  # noqa: BLE001 - every task of this encoder fails; the others run
                     self.fail(name, [t.name for t in self.plan.tasks], exc)
                     continue
-                for task in self.plan.tasks:
+                # in-process tasks first; the encoder is freed before tasks that load it in their own process
+                ordered = sorted(self.plan.tasks, key=lambda t: Need.OWN_PROCESS in t.meta.needs)
+                info = EncoderInfo.of(encoder)
+                for task in ordered:
+                    if Need.OWN_PROCESS in task.meta.needs and encoder is not None:
+                        encoder = None
+                        gc.collect()
+                        if torch.cuda.is_available():
+                            torch.cuda.empty_cache()
                     try:
-                        self.records.append(self.run_pair(tracker, parent, task, encoder, roots[task.name]))
+                        self.records.append(self.run_pair(tracker, parent, task, encoder or info, roots[task.name]))
                     except Exception as exc:  # noqa: BLE001 - recorded (FAILED run with its cause); the rest run
-                        self.fail(encoder.label, [task.name], exc)
-                del encoder
+                        self.fail(info.label, [task.name], exc)
+                encoder = None
                 gc.collect()
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
@@ -148,7 +172,8 @@ class Executor:
         return {"encoder": encoder.name, "encoder_label": encoder.label, "backend": encoder.backend,
                 "weights_id": encoder.weights_id, "random_init": encoder.random_init, "task": task.name,
                 "group": task.meta.group, "task_version": task.meta.version, "seed": self.cfg.seed,
-                "config_hash": task.config_hash, "code_version": code_version(), "device": str(self.device),
+                "config_hash": task.config_hash, "data_id": task.data_id, "code_version": code_version(),
+                "device": str(self.device),
                 "needs": ",".join(task.meta.needs.names()),
                 **({"synth_preset": self.cfg.synth_preset} if task.meta.synthetic else {}),
                 **task.protocol_params()}
@@ -195,7 +220,7 @@ class Executor:
                                params={**params, **logged})
             Tracker.record(run, record)
             run.log_metrics({"wall_seconds": time.perf_counter() - t0})
-        write_json(feature_manifest(encoder.name, self.cfg.weights.get(encoder.name), task),
+        write_json(feature_manifest(encoder.name, self.cfg.weights.get(encoder.name), task, self.cfg.seed),
                    [os.path.relpath(t, self.cache.root) for t in self.cache.touched])
         head = result.metrics[meta.headline]
         self.say(f"[{encoder.label}] {meta.name}: {meta.headline} = {head:.3f} "

@@ -60,6 +60,8 @@ class TaskPlan:
     config: Any  # the resolved config dataclass (None for aggregates)
     data: str  # where the data is / what will be generated
     generate: bool = False  # synthetic scenes to render first
+    data_id: str = ""  # which data the numbers come from: part of the result identity
+    notes: list[str] = field(default_factory=list)  # needs worth knowing (GPU, simulator)
 
     @property
     def name(self) -> str:
@@ -67,7 +69,8 @@ class TaskPlan:
 
     @property
     def config_hash(self) -> str:
-        return config_hash(self.config)
+        """Protocol fields of the config + the data: equal hashes are comparable numbers."""
+        return config_hash(self.config, self.data_id)
 
     def protocol_params(self) -> dict[str, Any]:
         params = {f"protocol.{k}": v for k, v in self.meta.notes.items()}
@@ -84,9 +87,12 @@ class Plan:
     tasks: list[TaskPlan]
     aggregates: list[TaskPlan]
     skipped: list[tuple[str, str]]  # (task, why)
+    blocked: list[tuple[str, str]] = field(default_factory=list)  # (encoder or task, what is missing and how to get it)
 
     def features_status(self, encoder: str, task: TaskPlan) -> str:
-        manifest = feature_manifest(encoder, self.cfg.weights.get(encoder), task)
+        if any(p.encoder == encoder for p in self.prerequisites):
+            return "extract (after training)"
+        manifest = feature_manifest(encoder, self.cfg.weights.get(encoder), task, self.cfg.seed)
         if not manifest.exists():
             return "extract"
         entries = json.loads(manifest.read_text())  # relative to the cache root (a copied BENCH_HOME keeps them)
@@ -104,11 +110,14 @@ class Plan:
         gen = sorted({t.data for t in self.tasks if t.generate})
         for g in gen:
             lines.append(f"  generate: {g}")
+        for what, why in self.blocked:
+            lines.append(f"  BLOCKED: {what}: {why}")
         lines.append(f"  tasks ({len(self.tasks)}):")
         for t in self.tasks:
             status = ", ".join(f"{e}: {self.features_status(e, t)}" for e in self.encoders) \
                 if Need.FEATURES in t.meta.needs else "online / no cache"
-            lines.append(f"    {t.name:24} v{t.meta.version} config {t.config_hash}  [{status}]")
+            lines.append(f"    {t.name:24} v{t.meta.version} config {t.config_hash}  [{status}]"
+                         + "".join(f"\n{'':29}note: {n}" for n in t.notes))
         for a in self.aggregates:
             lines.append(f"    {a.name:24} aggregate of {len(a.config['members'])} tasks (from stored results)")
         for name, why in self.skipped:
@@ -117,13 +126,13 @@ class Plan:
         return "\n".join(lines)
 
 
-def feature_manifest(encoder: str, weights: str | None, task: TaskPlan) -> Path:
+def feature_manifest(encoder: str, weights: str | None, task: TaskPlan, seed: int) -> Path:
     """Where a finished pair lists the cache entries it read, so a planner can say what is cached
-    without building the encoder (keyed by encoder name + weights argument, task, config)."""
+    without building the encoder (keyed by encoder name + weights argument, task, config + data, seed)."""
     import hashlib
 
     key = hashlib.sha256(json.dumps([encoder, weights or "", task.name, task.meta.version,
-                                     task.config_hash]).encode()).hexdigest()[:16]
+                                     task.config_hash, seed]).encode()).hexdigest()[:16]
     return cache_root() / "manifests" / f"{encoder.replace('/', '_')}--{task.name}--{key}.json"
 
 
@@ -188,17 +197,78 @@ def make_plan(cfg: RunConfig) -> Plan:
         meta, task = task_meta(name), get_task(name)
         config = resolve(task.default_config(), cfg.task_config.get(name, {}), where=f"config of {name}")
         task.check_config(config)
-        data, generate = "", False
+        data, generate, data_id = "", False, ""
         if meta.data is not None:
             _, data = meta.data.status(cfg.synth_preset)
-            generate = meta.synthetic and not meta.data.generated(cfg.synth_preset)
-            if generate:
-                data = f"synthetic scenes, preset {cfg.synth_preset!r} (rendered once, shared by every synthetic task)"
-        plans.append(TaskPlan(meta, config, data, generate))
-    aggs = [TaskPlan(task_meta(n), {"members": list(get_task(n).members)}, "stored results") for n in agg_names]
+            if meta.synthetic:
+                from bench.data.synth.pipeline import VERSION
+
+                data_id = f"synthetic:{cfg.synth_preset}:v{VERSION}:seed0"
+                generate = not meta.data.generated(cfg.synth_preset)
+                if generate:
+                    data = f"synthetic scenes, preset {cfg.synth_preset!r} (rendered once, shared by every synthetic task)"
+            else:
+                data_id = f"{meta.data.name}:{meta.data.root()}"
+        plans.append(TaskPlan(meta, config, data, generate, data_id, needs_notes(meta)))
+    aggs = []
+    for n in agg_names:
+        agg = get_task(n)
+        for m in agg.members:
+            member = task_meta(m)
+            metric = member.metric(agg.metric or member.headline)
+            if metric.higher_is_better != agg.meta.metric(agg.meta.headline).higher_is_better:
+                raise BenchError(f"aggregate {n}: member {m}'s {metric.name} has the other direction")
+        aggs.append(TaskPlan(task_meta(n), {"members": list(agg.members)}, "stored results"))
     prereqs = [p for e in encoders
                if (p := encoder_prerequisite(e, weights.get(e), preset=cfg.sb_preset)) is not None]
-    return Plan(cfg, encoders, prereqs, plans, aggs, skipped)
+    blocked = [(p.encoder, p.reason.strip() or p.detail) for p in prereqs if not p.ready]
+    blocked += [(e, why) for e in encoders if (why := missing_weights(e, weights.get(e)))]
+    blocked += [(t.name, why) for t in plans if (why := missing_needs(t.meta))]
+    return Plan(cfg, encoders, prereqs, plans, aggs, skipped, blocked)
+
+
+def missing_weights(encoder: str, weights: str | None) -> str:
+    """Why a base encoder cannot load here ("" when it can): checked before any data is generated."""
+    from bench.encoders import encoder_card
+    from bench.encoders.naming import parse_encoder_name
+    from bench.encoders.weights import MissingWeightsError, find_weights
+
+    if weights:
+        return "" if Path(weights).is_file() else f"--weights {weights}: no such file"
+    if parse_encoder_name(encoder).variant:  # variants: their provider's prerequisite says what is missing
+        return ""
+    card = encoder_card(encoder)
+    if card.random_init:
+        return ""
+    try:
+        find_weights(card)
+    except MissingWeightsError as exc:
+        return str(exc)
+    return ""
+
+
+def missing_needs(meta: TaskMeta) -> str:
+    """What a task needs that this machine lacks (a simulator package), "" when nothing is missing."""
+    import importlib.util
+
+    if Need.SIMULATOR in meta.needs and importlib.util.find_spec("mujoco") is None:
+        return "needs the MuJoCo simulator: `pip install mujoco` (scripts/setup.sh installs it)"
+    return ""
+
+
+def needs_notes(meta: TaskMeta) -> list[str]:
+    import importlib.util
+
+    notes = []
+    if Need.GPU in meta.needs:
+        gpu = importlib.util.find_spec("torch") is not None and __import__("torch").cuda.is_available()
+        if not gpu:
+            notes.append("made for a GPU; no GPU here, so it runs (slowly) on the CPU")
+    if Need.OWN_PROCESS in meta.needs:
+        notes.append("runs in its own process")
+    if Need.LLM in meta.needs:
+        notes.append("needs an LLM: the task checks for its weights when it starts")
+    return notes
 
 
 __all__ = ["Plan", "RunConfig", "TaskPlan", "feature_manifest", "make_plan", "select"]

@@ -19,9 +19,11 @@ class KnnProbe(FeatureProbe):
 
     def check_config(self, cfg: KnnConfig) -> None:
         declared = {m.name for m in self.meta.metrics}
-        if not cfg.ks or not {f"top1_k{k}" for k in cfg.ks} <= declared or cfg.temperature <= 0:
-            raise ConfigError(f"{self.name}: ks {list(cfg.ks)} must be a non-empty subset of the declared "
+        wanted = {f"top1_k{k}" for k in cfg.ks}
+        if not wanted <= declared or self.meta.headline not in wanted or cfg.temperature <= 0:
+            raise ConfigError(f"{self.name}: ks {list(cfg.ks)} must be a subset of the declared "
                               f"{sorted(int(n.split('_k')[1]) for n in declared if n.startswith('top1_'))} "
+                              f"that keeps the headline {self.meta.headline} (k={self.meta.headline.split('_k')[1]}), "
                               f"and the temperature > 0")
 
     def inputs(self, ctx: EvalContext, cfg: KnnConfig) -> dict[str, FeatureRequest]:

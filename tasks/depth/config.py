@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from bench.config import ConfigError
+from bench.config import RUNTIME, ConfigError
 from bench.data.kitti import KITTI_MAX_DEPTH
 from bench.data.nyu import NYU_MAX_DEPTH
 from heads.depth import TrainConfig
@@ -29,9 +29,9 @@ class DepthProbeConfig:
     val_fraction: float = 0.1  # of the scenes / drives, held out of train for selection
     max_train_images: int = 0  # 0 = all; else an evenly strided subset of the (sorted) train list
     flip_tta: bool = False
-    examples: int = 4  # test images in depth_examples.png
-    eval_batch: int = 8
-    threads: int = 0  # CPU threads while heads train; 0 = bench.runtime's policy (1 on <= 4 cores)
+    examples: int = field(default=4, metadata=RUNTIME)  # test images in depth_examples.png
+    eval_batch: int = field(default=8, metadata=RUNTIME)
+    threads: int = field(default=0, metadata=RUNTIME)  # CPU threads while heads train; 0 = bench.runtime's policy (1 on <= 4 cores)
 
     def __post_init__(self) -> None:
         t = self.train

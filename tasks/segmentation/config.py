@@ -3,9 +3,9 @@
 `protocol.*` params. Per-task defaults: `default_config(synthetic, multiscale)`. No torch here."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from bench.config import ConfigError
+from bench.config import RUNTIME, ConfigError
 
 MS_RATIOS = (1.0, 1.32, 1.73, 2.28, 3.0)
 VARIANTS = ("fast", "faithful")
@@ -39,7 +39,7 @@ class SegConfig:
     fast_size: int | None = None  # None: the encoder's resolution (rounded to the patch size)
     fast_stride_frac: float = 1.0  # slide stride / crop at test time (faithful: 341/512); 1.0 = tiling, ~2x cheaper
     holdout_frac: float = 0.1
-    examples: int = 4  # val images in the overlay picture
+    examples: int = field(default=4, metadata=RUNTIME)  # val images in the overlay picture
     # test on this many evenly spaced val images (None = the whole val split); the majority baseline
     # uses the same images. The synthetic +ms twin uses 32 (10 TTA views cost ~2 s per image on a CPU).
     max_val_images: int | None = None
