@@ -13,7 +13,7 @@ PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
 # A matched pair from PyPI (runs on the CPU; uses CUDA when a GPU is present).
 $PIP install -q "torch==2.14.1" "torchvision==0.29.2"
-$PIP install -q -e ".[seg,test]"
+$PIP install -q -e ".[seg,test,robot]"
 
 # Offscreen OpenGL for MuJoCo: EGL (Mesa) preferred, OSMesa as the fallback.
 if ! ldconfig -p 2>/dev/null | grep -qE 'libEGL\.so\.1|libOSMesa\.so'; then

@@ -1,0 +1,54 @@
+"""CortexBench behaviour cloning (paper Table 4; eai-vc `mujoco_vc`): MetaWorld's five tasks and
+their suite mean. Metadata only (no torch / numpy / mujoco); behaviour in `bc.py`, knobs in
+`config.py`, the simulator interface in `env.py`. See docs/robot.md.
+
+Default protocol "small" (CI / laptop): 5 demos, 5 eval episodes, 20 epochs (evals after epochs
+5, 10, 15, 19), seeds 100, 200. `--set TASK.protocol=paper`: 25 demos, 25 episodes, 100 epochs
+(20 evals), seeds 100, 200, 300 (TaskMeta.notes records these)."""
+from __future__ import annotations
+
+from bench.metrics import Metric
+from bench.task import AggregateTask, Need, TaskMeta
+from tasks import register_aggregate, register_task
+
+METAWORLD_TASKS = ("assembly", "bin-picking", "button-press-topdown", "drawer-open", "hammer")
+REFERENCE = ("Majumdar et al. 2023, CortexBench (facebookresearch/eai-vc cortexbench/mujoco_vc "
+             "visual_imitation/train_loop.py, config/Metaworld_BC_config.yaml)")
+
+BC_METRICS = (
+    Metric("success", True, "best-over-evaluations success rate at the last of 500 steps, mean over seeds (%)", "%"),
+    Metric("success_std", False, "std over protocol seeds of the success rate", "%", "diagnostic"),
+    Metric("best_epoch", False, "0-based epoch of the best evaluation, mean over seeds", "", "diagnostic"),
+)
+
+
+def metaworld_notes(task: str) -> dict[str, str]:
+    return {
+        "env": f"{task}-v3-goal-observable (metaworld 3.1.1; paper: {task}-v2-goal-observable)",
+        "camera": "top_cap2 as a free camera: lookat (0,0.6,0), distance 0.6708, azimuth -90, elevation -63.43; 256x256",
+        "embedding": "CLS after the final norm, encoder's own resize/centre-crop (256 -> 224 for 224 models)",
+        "history": "FLARE 3: [e(t-1)-e(t-2), e(t)-e(t-1), e(t)], clamped at 0; proprio obs[:4] appended",
+        "policy": "BatchNorm1d(input) -> 256-256-256 ReLU -> 4; last layer x0.01; MSE, Adam 1e-3, batch 256",
+        "eval": "deterministic; episode seeds base_seed+ep (base_seed = protocol seed); success at step 500",
+        "score": "max over evaluations, mean over seeds",
+        "experts": "metaworld.policies scripted v3 policies; demos kept only if successful at step 500",
+        "paper_counts": "25 demos, 25 eval episodes, 100 epochs, eval after epochs 5,10,...,95,99 (20), seeds 100/200/300",
+        "small_counts": "5 demos, 5 eval episodes, 20 epochs, eval after epochs 5,10,15,19, seeds 100/200",
+    }
+
+
+for _task in METAWORLD_TASKS:
+    register_task(TaskMeta(
+        name=f"cortexbench-metaworld-{_task}", group="robot",
+        description=f"CortexBench MetaWorld {_task}: behaviour cloning on frozen CLS embeddings (success %)",
+        metrics=BC_METRICS, headline="success", protocol="cortexbench-bc", paper_task=None,  # Table 4 has suite means only
+        reference=REFERENCE, needs=Need.SIMULATOR | Need.ONLINE_ENCODER | Need.OWN_PROCESS, seeds=(100, 200, 300),
+        notes=metaworld_notes(_task)),
+        "tasks.robot.bc:CortexBenchBC", suite="metaworld", env=_task)
+
+register_aggregate(AggregateTask(
+    TaskMeta("cortexbench-metaworld", "robot", "CortexBench MetaWorld: mean success of the five tasks (%)",
+             (Metric("success_rate", True, "mean over the five MetaWorld tasks of their success (%)", "%"),),
+             "success_rate", protocol="cortexbench-bc", paper_task="cortexbench-metaworld", reference=REFERENCE,
+             needs=Need.NONE),
+    members=tuple(f"cortexbench-metaworld-{t}" for t in METAWORLD_TASKS), metric="success"))

@@ -1,0 +1,188 @@
+"""The CortexBench behaviour-cloning task (eai-vc `bc_pvr_train_loop`), one suite env per task:
+demos (recorded once, cached) -> frozen embeddings (cached per encoder) -> FLARE history + proprio
+-> input-BN MLP fitted with MSE / Adam -> evaluated on the seeded episodes after the scheduled
+epochs; the score is the best evaluation, averaged over the protocol seeds by `RolloutTask`.
+
+Resumable at epoch granularity: the policy, optimiser, shuffling RNG and the evaluations so far are
+saved after every epoch (`<state>/<env>/seed<s>/train.pt`); a killed run restarts at its last epoch.
+
+Test hook: subclasses may override `observe` / `embed_observations` / `embedding_name` /
+`needs_pixels` (tests/test_robot.py's state oracle does); the task itself always encodes pixels."""
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.features import FeatureSpec
+from bench.task import RolloutTask, TaskResult
+from tasks.robot import artifacts
+from tasks.robot.config import BCConfig, Counts, eval_epochs
+from tasks.robot.demos import DemoKey, demo_set, load_demo, preprocess_frames
+from tasks.robot.fusion import flare_sequence
+from tasks.robot.policy import BCPolicy, best_over, make_optimizer, train_epoch
+from tasks.robot.rollout import evaluate
+from tasks.robot.suites import make_env, make_expert
+
+CLS = FeatureSpec(("cls",), 1)
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class CortexBenchBC(RolloutTask):
+    Config = BCConfig
+    needs_pixels = True  # False only for test oracles: demos and evals then skip rendering
+
+    # ------------------------------------------------------------------ the resolved protocol
+    @property
+    def suite(self) -> str:
+        return self.options["suite"]
+
+    def run(self, ctx, cfg: BCConfig) -> TaskResult:
+        self._cfg = cfg
+        self._counts: Counts = cfg.counts(self.suite)
+        self._shadowsize = cfg.shadowsize or (4096 if ctx.device.type == "cuda" else 1024)
+        self._eval_envs: list = []
+        c = self._counts
+        ctx.log_params(**{"bc.demos": c.demos, "bc.eval_episodes": c.eval_episodes, "bc.epochs": c.epochs,
+                          "bc.eval_epochs": ",".join(map(str, eval_epochs(c.epochs, c.eval_every))),
+                          "bc.seeds": ",".join(map(str, c.seeds)), "render.shadowsize": self._shadowsize,
+                          "render.size": cfg.image_size, "render.gl": os.environ.get("MUJOCO_GL", "")
+                          if self.needs_pixels else "none", "bc.embedding": self.embedding_name(ctx)})
+        try:
+            result = super().run(ctx, cfg)
+        finally:
+            for env in self._eval_envs:
+                env.close()
+            self._eval_envs = []
+        return result
+
+    def seeds(self, ctx) -> tuple[int, ...]:
+        """The config's protocol seeds (TaskMeta.seeds holds the paper's, as metadata)."""
+        return self._counts.seeds
+
+    def envs(self, cfg: BCConfig):
+        return (self.options["env"],)
+
+    def _make_env(self, env: str, render: bool):
+        return make_env(self.suite, env, image_size=self._cfg.image_size, shadowsize=self._shadowsize,
+                        render=render)
+
+    def _env_and_expert(self, env: str):
+        e = self._make_env(env, self.needs_pixels)
+        return e, make_expert(self.suite, env, e)
+
+    # ---------------------------------------------------------------- observation -> embedding
+    def embedding_name(self, ctx) -> str:
+        return f"{ctx.encoder.name}-cls"
+
+    def observe(self, env) -> np.ndarray:
+        return env.render()
+
+    def demo_observations(self, demo: dict[str, np.ndarray]) -> np.ndarray:
+        return demo["frames"]
+
+    def embed_observations(self, ctx, frames: np.ndarray) -> np.ndarray:
+        x = preprocess_frames(frames, ctx.encoder.preprocess)
+        return ctx.encode(x, CLS)["cls"][:, -1].float().cpu().numpy()
+
+    # -------------------------------------------------------------------------------- hooks
+    def demos(self, ctx, cfg: BCConfig, env: str) -> dict[str, Any]:
+        key = DemoKey(self.suite, env, cfg.image_size, self._shadowsize, self.needs_pixels)
+        root = ctx.cache.root.parent / "robot-demos"
+        paths, stats = demo_set(root, key, self._counts.demos, cfg.demo_seed, cfg.demo_attempts,
+                                lambda: self._env_and_expert(env),
+                                log=ctx.log)
+        cache = ctx.state_dir("embeddings") / f"{key.folder}-n{len(paths)}-seed{cfg.demo_seed}-{self.embedding_name(ctx)}.npz"
+        xs, ys = [], []
+        if cache.exists():
+            with np.load(cache) as z:
+                embs = [z[f"emb{i}"] for i in range(len(paths))]
+        else:
+            embs = []
+            for p in paths:
+                obs = self.demo_observations(load_demo(p, frames=self.needs_pixels))
+                embs.append(np.concatenate([self.embed_observations(ctx, obs[s:s + cfg.encode_chunk])
+                                            for s in range(0, len(obs), cfg.encode_chunk)]))
+            tmp = cache.with_suffix(".tmp.npz")
+            np.savez(tmp, **{f"emb{i}": e for i, e in enumerate(embs)})
+            os.replace(tmp, cache)
+        for p, emb in zip(paths, embs):
+            demo = load_demo(p, frames=False)
+            xs.append(flare_sequence(emb, demo["proprio"] if cfg.proprio else None))
+            ys.append(demo["actions"])
+        ctx.log_params(**{"demos.count": len(paths), "demos.expert_success": round(stats["expert_success"], 2),
+                          "demos.samples": int(sum(len(y) for y in ys)), "bc.embed_dim": int(embs[0].shape[1])})
+        return {"x": np.concatenate(xs).astype(np.float32), "y": np.concatenate(ys).astype(np.float32)}
+
+    def _evaluate(self, ctx, env: str, policy: BCPolicy, base_seed: int, record: bool):
+        n = self._counts.eval_episodes
+        while len(self._eval_envs) < n:
+            self._eval_envs.append(self._make_env(env, self.needs_pixels))
+        envs = self._eval_envs[:n]
+        scores, frames = evaluate(envs, base_seed, self.observe, lambda obs: self.embed_observations(ctx, obs),
+                                  policy.act, use_proprio=self._cfg.proprio, record=0 if record else -1,
+                                  record_every=5)
+        return statistics.fmean(scores), frames
+
+    def train_policy(self, ctx, cfg: BCConfig, env: str, demos: dict[str, Any], seed: int, state: Path) -> dict:
+        c = self._counts
+        x, y = torch.from_numpy(demos["x"]), torch.from_numpy(demos["y"])
+        policy = BCPolicy(x.shape[1], y.shape[1], tuple(cfg.hidden), cfg.last_layer_scale, seed=seed)
+        opt = make_optimizer(policy, cfg.lr)
+        gen = torch.Generator().manual_seed(seed)
+        schedule = set(eval_epochs(c.epochs, c.eval_every))
+        ckpt = state / "train.pt"
+        evals: list[tuple[int, float]] = []
+        losses: list[float] = []
+        best_state = None
+        start = 0
+        if ckpt.exists():
+            saved = torch.load(ckpt, weights_only=False)
+            policy.load_state_dict(saved["policy"])
+            opt.load_state_dict(saved["opt"])
+            gen.set_state(saved["gen"])
+            evals, losses, best_state = saved["evals"], saved["losses"], saved["best"]
+            start = saved["epoch"] + 1
+            ctx.log.info("%s seed %d: resumed training at epoch %d", env, seed, start)
+        for epoch in range(start, c.epochs):
+            loss = train_epoch(policy, opt, x, y, cfg.batch_size, gen)
+            losses.append(loss)
+            logged = {f"{env}/seed{seed}/train_loss": loss}
+            if epoch in schedule:
+                last = epoch == c.epochs - 1
+                success, frames = self._evaluate(ctx, env, policy, seed, record=last and cfg.gif and self.needs_pixels)
+                if not evals or success > max(v for _, v in evals):
+                    best_state = {k: v.clone() for k, v in policy.state_dict().items()}
+                evals.append((epoch, success))
+                logged[f"{env}/seed{seed}/eval_success"] = success
+                ctx.log.info("%s seed %d epoch %d: loss %.4f, success %.1f%%", env, seed, epoch, loss, success)
+                if frames:
+                    artifacts.write_gif(ctx.artifact_path(f"{env}_seed{seed}_eval_episode0.gif"), frames)
+            ctx.log_metrics(logged, step=epoch)
+            _atomic_torch_save({"epoch": epoch, "policy": policy.state_dict(), "opt": opt.state_dict(),
+                                "gen": gen.get_state(), "evals": evals, "losses": losses, "best": best_state}, ckpt)
+        best, best_epoch = best_over(evals)
+        artifacts.write_curve(ctx.artifact_path(f"{env}_seed{seed}_curve.png"), losses, evals, f"{env} seed {seed}")
+        return {"best": best, "best_epoch": best_epoch, "evals": evals}
+
+    def rollout(self, ctx, cfg: BCConfig, env: str, policy: dict, seed: int) -> dict[str, float]:
+        """The evaluations ran during training (best over them is the protocol's score)."""
+        return {"success": float(policy["best"]), "best_epoch": float(policy["best_epoch"])}
+
+
+__all__ = ["CortexBenchBC"]
