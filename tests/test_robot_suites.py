@@ -197,3 +197,19 @@ def test_scripted_reacher_beats_zero_action():
     scripted = dmc.run_policy("reacher-easy", expert, seeds)
     zero = dmc.run_policy("reacher-easy", dmc.ZeroExpert(2), seeds)
     assert np.mean(scripted) > 80 and np.mean(scripted) > np.mean(zero) + 40, (scripted, zero)
+
+
+def test_suite_lookup_with_bc_core_kwargs():
+    from tasks.robot.suites import make_env, make_expert
+
+    for suite, name, expert_cls in (("adroit", "pen", adroit.DAPGExpert), ("adroit", "relocate", adroit.DAPGExpert),
+                                    ("dmc", "reacher-easy", dmc.ReacherExpert)):
+        env = make_env(suite, name, image_size=256, shadowsize=1024, render=False)  # what tasks/robot/bc.py passes
+        try:
+            assert isinstance(make_expert(suite, name, env), expert_cls)
+            env.reset(0)
+            env.step(make_expert(suite, name, env).act(env))
+            with pytest.raises(RuntimeError, match="render=False"):
+                env.render()
+        finally:
+            env.close()

@@ -102,14 +102,16 @@ def _load_class(entry: str) -> Any:
 class AdroitEnv:
     """A CortexBench Adroit task as a `SuiteEnv` (see the module docstring for every convention)."""
 
-    def __init__(self, name: str, *, legacy_ccd: bool = True, shadowsize: int | None = None,
-                 size: int = RENDER_SIZE) -> None:
+    def __init__(self, name: str, *, image_size: int = RENDER_SIZE, shadowsize: int | None = None,
+                 render: bool = True, legacy_ccd: bool = True) -> None:
+        """`shadowsize`: MuJoCo shadow map (None/0: the scene's 4096); `render=False`: state-only (render() refuses)."""
         self.spec = SPECS[canonical_name(name)]
         self.name = self.spec.key
         self.horizon = self.spec.horizon
         self.action_dim = self.spec.action_dim
         self.proprio_dim = self.spec.proprio_dim
-        self.size = int(size)
+        self.size = int(image_size)
+        self._want_render = bool(render)
         self._mujoco = _import_mujoco()
         import warnings
 
@@ -119,7 +121,7 @@ class AdroitEnv:
         model = self._env.model
         if legacy_ccd:
             model.opt.disableflags |= int(self._mujoco.mjtDisableBit.mjDSBL_NATIVECCD)
-        if shadowsize is not None:
+        if shadowsize:
             model.vis.quality.shadowsize = int(shadowsize)
         self._cam_id = self._mujoco.mj_name2id(model, self._mujoco.mjtObj.mjOBJ_CAMERA, CAMERA)
         if self._cam_id < 0:  # pragma: no cover - asset change
@@ -135,6 +137,8 @@ class AdroitEnv:
         self._t = 0
 
     def render(self) -> np.ndarray:
+        if not self._want_render:
+            raise RuntimeError(f"{self!r} was built with render=False")
         if self._renderer is None:
             self._renderer = self._mujoco.Renderer(self._env.model, self.size, self.size)
         self._renderer.update_scene(self._env.data, camera=self._cam_id)

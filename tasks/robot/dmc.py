@@ -73,13 +73,15 @@ class DMCEnv:
 
     proprio_dim = 0
 
-    def __init__(self, name: str, *, shadowsize: int | None = None, size: int = RENDER_SIZE) -> None:
+    def __init__(self, name: str, *, image_size: int = RENDER_SIZE, shadowsize: int | None = None,
+                 render: bool = True) -> None:
+        """`shadowsize`: MuJoCo shadow map (None/0: the scene's 2048); `render=False`: state-only (render() refuses)."""
         self.spec = SPECS[canonical_name(name)]
         self.name = self.spec.key
         suite = _import_suite()
         self._env = suite.load(self.spec.domain, self.spec.task, task_kwargs={"random": 0})
         phys = self._env.physics
-        if shadowsize is not None:
+        if shadowsize:
             phys.model.vis.quality.shadowsize = int(shadowsize)  # before the first render creates the GL context
         steps = self._env._step_limit  # time_limit / control_timestep
         self.horizon = int(round(steps))
@@ -88,7 +90,8 @@ class DMCEnv:
         spec = self._env.action_spec()
         self.action_dim = int(spec.shape[0])
         self._lo, self._hi = np.asarray(spec.minimum, np.float64), np.asarray(spec.maximum, np.float64)
-        self.size = int(size)
+        self.size = int(image_size)
+        self._want_render = bool(render)
         self._obs: np.ndarray | None = None
         self._t = 0
 
@@ -100,6 +103,8 @@ class DMCEnv:
         self._t = 0
 
     def render(self) -> np.ndarray:
+        if not self._want_render:
+            raise RuntimeError(f"{self!r} was built with render=False")
         self._require_obs()
         img = self._env.physics.render(height=self.size, width=self.size, camera_id=CAMERA_ID)
         return np.ascontiguousarray(img, dtype=np.uint8)
