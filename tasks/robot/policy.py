@@ -22,8 +22,8 @@ class BCPolicy(nn.Module):
             dims = (in_dim, *hidden)
             for a, b in zip(dims[:-1], dims[1:]):
                 layers += [nn.Linear(a, b), nn.ReLU()]
-            self.last = nn.Linear(dims[-1], out_dim)
             self.body = nn.Sequential(*layers)
+            self.last = nn.Linear(dims[-1], out_dim)
         with torch.no_grad():
             self.last.weight.mul_(last_layer_scale)
             self.last.bias.mul_(last_layer_scale)
@@ -61,7 +61,7 @@ def train_epoch(policy: BCPolicy, opt: torch.optim.Optimizer, x: torch.Tensor, y
         loss = loss_fn(policy(x[idx]), y[idx])
         loss.backward()
         opt.step()
-        total += float(loss)
+        total += float(loss.detach())
         n += 1
     return total / max(n, 1)
 
