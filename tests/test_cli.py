@@ -47,15 +47,18 @@ def test_knn_run_results_csv_and_cache_reuse(capsys):
         assert row["encoder"] == "vit-tiny" and row["higher_is_better"] == "True" and row["protocol"] == "dino-knn"
         assert 0.0 <= float(row["value"]) <= 100.0
 
-    # the second run reuses every cached feature: nothing goes through the encoder again
+    # a rerun reuses the finished result; a forced rerun recomputes it from every cached feature
     import mlflow
 
     assert main(["run", "--encoder", "vit-tiny", "--tasks", "synth-cls-knn", "--no-progress"]) == 0
+    assert "done already" in capsys.readouterr().out
+    assert main(["run", "--encoder", "vit-tiny", "--tasks", "synth-cls-knn", "--no-progress", "--force"]) == 0
     parents = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`bench.kind` = 'benchmark'",
                                  order_by=["attributes.start_time DESC"])
-    assert parents.iloc[0]["metrics.features_extracted"] == 0
+    assert parents.iloc[0]["metrics.features_extracted"] == 0  # forced: nothing goes through the encoder again
     assert parents.iloc[0]["metrics.features_reused"] > 0
-    assert parents.iloc[1]["metrics.features_extracted"] > 0
+    assert parents.iloc[1]["metrics.pairs_reused"] == 1 and parents.iloc[1]["metrics.features_reused"] == 0
+    assert parents.iloc[2]["metrics.features_extracted"] > 0
     assert len(read_results().query("task == 'synth-cls-knn'")) == 8  # one record per identity
 
 

@@ -157,3 +157,83 @@ def test_killed_runs_resume_without_duplicates_or_zombies(tmp_path, sig):
     res = subprocess.run([sys.executable, "-m", "bench.cli", "results", "--format", "csv"], env=env,
                          capture_output=True, text=True, timeout=300)
     assert len(res.stdout.strip().splitlines()) == 1 + 8 + 5, res.stdout
+
+
+# ------------------------------------------------------------------ identities and plans (review fixes)
+def test_other_data_is_another_identity(tmp_path, monkeypatch):
+    """A rerun on another synthetic preset or another dataset folder never reuses the old result."""
+    from runners.plan import RunConfig, make_plan
+    from tests.conftest import write_image_folder
+
+    def cfg_hash(**kw):
+        plan = make_plan(RunConfig(encoders=["vit-tiny"], **kw))
+        return {t.name: (t.config_hash, t.data_id) for t in plan.tasks}
+
+    tiny = cfg_hash(tasks=["synth-cls-knn"], synth_preset="tiny")["synth-cls-knn"]
+    small = cfg_hash(tasks=["synth-cls-knn"], synth_preset="small")["synth-cls-knn"]
+    assert tiny[0] != small[0] and "tiny" in tiny[1] and "small" in small[1]
+    a, b = write_image_folder(tmp_path / "a", {"r": 2, "g": 2}), write_image_folder(tmp_path / "b", {"r": 2, "g": 2})
+    monkeypatch.setenv("BENCH_IMAGENET", str(a))
+    ha = cfg_hash(tasks=["imagenet-knn"])["imagenet-knn"][0]
+    monkeypatch.setenv("BENCH_IMAGENET", str(b))
+    assert cfg_hash(tasks=["imagenet-knn"])["imagenet-knn"][0] != ha
+    # execution-only fields (threads, evaluation batch, example pictures) do not change the identity
+    fast = make_plan(RunConfig(encoders=["vit-tiny"], tasks=["synth-depth-linear"], synth_preset="tiny",
+                               task_config={"synth-depth-linear": {"threads": 2, "eval_batch": 3}}))
+    plain = make_plan(RunConfig(encoders=["vit-tiny"], tasks=["synth-depth-linear"], synth_preset="tiny"))
+    assert fast.tasks[0].config_hash == plain.tasks[0].config_hash
+    # a unique last part names a nested field: `iterations` is `train.iterations`
+    short = make_plan(RunConfig(encoders=["vit-tiny"], tasks=["synth-depth-linear"], synth_preset="tiny",
+                                task_config={"synth-depth-linear": {"iterations": 7}}))
+    assert short.tasks[0].config.train.iterations == 7
+
+
+def test_a_blocked_plan_is_refused_before_any_work(capsys):
+    from bench.cli import main
+
+    home = os.environ["BENCH_HOME"]
+    assert main(["run", "--encoder", "vit-tiny,dinov2-vitb14", "--tasks", "synth-cls-knn"]) == 2
+    err = capsys.readouterr().err
+    assert "dinov2-vitb14" in err and "no pretrained weights" in err and "--weights" in err  # how to provide them
+    assert not os.path.exists(os.path.join(home, "data"))  # nothing generated for the run that cannot happen
+    assert main(["run", "--dry-run", "--encoder", "dinov2-vitb14", "--tasks", "synth-cls-knn"]) == 2
+    out = capsys.readouterr()
+    assert "BLOCKED: dinov2-vitb14" in out.out and "cannot run here" in out.err
+
+
+def test_an_aggregate_uses_stored_member_results(toys):  # noqa: F811
+    from runners.benchmark import RunConfig, run_benchmark
+
+    width = run_benchmark(RunConfig(encoders=["vit-tiny"], tasks=["toy-width"], progress=False), out=_quiet())
+    depth = run_benchmark(RunConfig(encoders=["vit-tiny"], tasks=["toy-depth"], progress=False), out=_quiet())
+    suite = {r.task: r for r in run_benchmark(RunConfig(encoders=["vit-tiny"], tasks=["toy-suite"], progress=False),
+                                               out=_quiet())}
+    assert suite["toy-width"].run_id == width[0].run_id and suite["toy-depth"].run_id == depth[0].run_id
+    assert suite["toy-suite"].metrics["value"].value == (192 + 12) / 2
+
+
+def test_aliases_read_back_canonical():
+    from mlflow.tracking import MlflowClient
+
+    from bench.paths import tracking_uri
+    from bench.store import read_records
+    from bench.tracking import open_client
+    from tests.test_tables import _experiment, log_record, make_record
+
+    open_client()
+    client = MlflowClient(tracking_uri())
+    exp = _experiment(client)
+    parent = client.create_run(exp, run_name="old store").info.run_id
+    log_record(client, exp, parent, make_record("dinov3", "nyud-depth-linear", 0, {"rmse": 0.5}))
+    got = read_records(encoders=["dinov3"])
+    assert [r.encoder for r in got] == ["dinov3-vit7b16"]
+    assert [r.encoder for r in read_records(encoders=["dinov3-vit7b16"])] == ["dinov3-vit7b16"]
+
+
+def test_results_filters_suggest_names(capsys):
+    from bench.cli import main
+
+    assert main(["results", "--task", "synth-cls-kn"]) == 2
+    assert "synth-cls-knn" in capsys.readouterr().err
+    assert main(["results", "--encoder", "vit-tiyn"]) == 2
+    assert "vit-tiny" in capsys.readouterr().err
