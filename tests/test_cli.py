@@ -65,6 +65,9 @@ def test_knn_run_results_csv_and_cache_reuse(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--seed", "-1"], "--seed"),
     (["--batch-size", "0"], "--batch-size"),
+    (["--batch-size", "-5"], "--batch-size"),
+    (["--tasks", "synth-depth-linear", "--set", "synth-depth-linear.train.iterations=0"], "iterations"),
+    (["--tasks", "synth-depth-linear", "--set", "synth-depth-linear.iterations=-3"], "iterations"),
     (["--encoder", ""], "--encoder"),
     (["--tasks", ""], "--tasks"),
     (["--weights", "vit-smal=/x.safetensors"], "Did you mean"),
@@ -145,3 +148,10 @@ def test_concurrent_runs_into_a_fresh_store_both_finish(tmp_path):
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
     assert sorted({r["seed"] for r in rows}) == ["0", "1"] and len(rows) == 16, res.stdout + res.stderr
     assert not (tmp_path / "mlruns").exists()  # no stray store in the working directory
+
+
+def test_a_task_named_twice_runs_once():
+    from runners.plan import RunConfig, make_plan
+
+    plan = make_plan(RunConfig(encoders=["vit-tiny", "vit-tiny"], tasks=["synth-cls-knn", "synth-cls-knn"]))
+    assert [t.name for t in plan.tasks] == ["synth-cls-knn"] and plan.encoders == ["vit-tiny"]
