@@ -197,7 +197,7 @@ def _ctx(tmp_path, encoder):
                        state_root=tmp_path / "state")
 
 
-ORACLE = dict(demos=8, eval_episodes=5, epochs=20, eval_every=10, seeds=(100,))  # evals after epochs 10, 19
+ORACLE = dict(demos=10, eval_episodes=5, epochs=30, eval_every=10, seeds=(100,))  # evals after epochs 10, 20, 29
 
 
 @pytest.mark.parametrize("task", ["drawer-open", "button-press-topdown"])
@@ -261,7 +261,8 @@ def test_bench_run_drawer_open_end_to_end(capsys):
     from bench.store import read_results
 
     name = "cortexbench-metaworld-drawer-open"
-    sets = [f"{name}.demos=1", f"{name}.eval_episodes=1", f"{name}.epochs=2", f"{name}.seeds=[100,200]"]
+    sets = [f"{name}.demos=1", f"{name}.eval_episodes=1", f"{name}.epochs=2", f"{name}.seeds=[100,200]",
+            f"{name}.reflection=false"]  # reflections cost ~4x on a CPU renderer
     argv = ["run", "--encoder", "vit-tiny", "--tasks", name, "--no-progress"]
     for s in sets:
         argv += ["--set", s]
@@ -270,10 +271,13 @@ def test_bench_run_drawer_open_end_to_end(capsys):
     success = rows[rows.metric == "success"]
     assert len(success) == 1 and 0.0 <= float(success.value.iloc[0]) <= 100.0
     assert set(rows.metric) >= {"success", "success_std", "best_epoch"}
-    from bench.store import read_records
+    import json
+    import os
+    from pathlib import Path
 
-    rec = [r for r in read_records() if r.task == name][0]
-    assert {"env:drawer-open/seed:100", "env:drawer-open/seed:200", "env:drawer-open"} <= set(rec.breakdown)
-    mean = statistics.fmean(rec.breakdown[f"env:drawer-open/seed:{s}"]["success"] for s in (100, 200))
-    assert rec.metrics["success"].value == pytest.approx(mean)
-    assert rec.params["protocol.protocol"] == "small" and rec.params["bc.demos"] in (1, "1")
+    home = Path(os.environ["BENCH_HOME"])  # each seed's result is stored (and resumable) in the task state
+    per_seed = {s: json.loads(next(home.rglob(f"drawer-open/seed{s}/result.json")).read_text()) for s in (100, 200)}
+    assert all(set(r) == {"success", "best_epoch"} for r in per_seed.values())
+    mean = statistics.fmean(r["success"] for r in per_seed.values())
+    assert float(success.value.iloc[0]) == pytest.approx(mean)
+    assert list(home.rglob("drawer-open/seed100/train.pt")) and list(home.rglob("*embeddings/*vit-tiny*.npz"))

@@ -61,7 +61,7 @@ class CortexBenchBC(RolloutTask):
         ctx.log_params(**{"bc.demos": c.demos, "bc.eval_episodes": c.eval_episodes, "bc.epochs": c.epochs,
                           "bc.eval_epochs": ",".join(map(str, eval_epochs(c.epochs, c.eval_every))),
                           "bc.seeds": ",".join(map(str, c.seeds)), "render.shadowsize": self._shadowsize,
-                          "render.size": cfg.image_size, "render.gl": os.environ.get("MUJOCO_GL", "")
+                          "render.size": cfg.image_size, "render.reflection": cfg.reflection, "render.gl": os.environ.get("MUJOCO_GL", "")
                           if self.needs_pixels else "none", "bc.embedding": self.embedding_name(ctx)})
         try:
             result = super().run(ctx, cfg)
@@ -80,7 +80,7 @@ class CortexBenchBC(RolloutTask):
 
     def _make_env(self, env: str, render: bool):
         return make_env(self.suite, env, image_size=self._cfg.image_size, shadowsize=self._shadowsize,
-                        render=render)
+                        reflection=self._cfg.reflection, render=render)
 
     def _env_and_expert(self, env: str):
         e = self._make_env(env, self.needs_pixels)
@@ -102,7 +102,7 @@ class CortexBenchBC(RolloutTask):
 
     # -------------------------------------------------------------------------------- hooks
     def demos(self, ctx, cfg: BCConfig, env: str) -> dict[str, Any]:
-        key = DemoKey(self.suite, env, cfg.image_size, self._shadowsize, self.needs_pixels)
+        key = DemoKey(self.suite, env, cfg.image_size, self._shadowsize, self.needs_pixels, cfg.reflection)
         root = ctx.cache.root.parent / "robot-demos"
         paths, stats = demo_set(root, key, self._counts.demos, cfg.demo_seed, cfg.demo_attempts,
                                 lambda: self._env_and_expert(env),

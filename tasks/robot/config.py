@@ -48,6 +48,7 @@ class BCConfig:
     demo_attempts: int = 4  # at most demo_attempts x demos expert episodes before giving up
     image_size: int = 256  # render size (CortexBench 256; the encoder sees its own resize/crop)
     shadowsize: int = 0  # MuJoCo shadow map; 0 = 4096 (the scene's) on CUDA, 1024 on CPU
+    reflection: bool = True  # the scene's reflections (False: ~4x cheaper CPU renders, different images; tests only)
     encode_chunk: int = 100  # demo frames per ctx.encode call (memory only)
     gif: bool = True  # a short GIF of one evaluation episode (when the run is tracked)
 

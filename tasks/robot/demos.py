@@ -25,10 +25,12 @@ class DemoKey:
     image_size: int
     shadowsize: int
     frames: bool  # False: state-only demos (a test oracle needs no renders)
+    reflection: bool = True
 
     @property
     def folder(self) -> str:
-        px = f"{self.image_size}px-shadow{self.shadowsize}" if self.frames else "state-only"
+        px = (f"{self.image_size}px-shadow{self.shadowsize}" + ("" if self.reflection else "-norefl")
+              if self.frames else "state-only")
         return f"{self.suite}-{self.env}-{px}"
 
 

@@ -59,7 +59,8 @@ class MetaWorldEnv:
     action_dim = 4
     proprio_dim = PROPRIO_DIM
 
-    def __init__(self, task: str, image_size: int = 256, shadowsize: int = 1024, render: bool = True) -> None:
+    def __init__(self, task: str, image_size: int = 256, shadowsize: int = 1024, reflection: bool = True,
+                 render: bool = True) -> None:
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE
 
         self.task = task
@@ -68,6 +69,7 @@ class MetaWorldEnv:
         self.env.max_path_length = HORIZON
         self.image_size = image_size
         self.shadowsize = shadowsize
+        self.reflection = reflection  # the table's reflection: ~4x the CPU render cost (docs/robot.md)
         self._renderer: Any = None
         self._want_render = render
         self._camera = top_cap2_camera()
@@ -119,6 +121,7 @@ class MetaWorldEnv:
             model.vis.global_.offheight = max(int(model.vis.global_.offheight), self.image_size)
             self._renderer = mujoco.Renderer(model, self.image_size, self.image_size)
         self._renderer.update_scene(self.env.data, camera=self._camera)
+        self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = self.reflection
         return self._renderer.render().copy()  # upright: no flip (mujoco-py's img[::-1] is not needed)
 
     def close(self) -> None:

@@ -1,5 +1,7 @@
 """Suite lookup by name: the BC core builds envs and experts through here. Suite modules are
-imported lazily (each imports its simulator); they may import `tasks.robot.env`, never this file."""
+imported lazily (each imports its simulator); they may import `tasks.robot.env`, never this file.
+Env constructors get the render keywords image_size, shadowsize, reflection and render (False: no
+GL context; a state-only oracle) and may ignore those their simulator lacks."""
 from __future__ import annotations
 
 from typing import Any
