@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.data.synth.gl import select_gl_backend
 from bench.features import FeatureSpec
 from bench.task import RolloutTask, TaskResult
 from tasks.robot import artifacts
@@ -61,8 +62,7 @@ class CortexBenchBC(RolloutTask):
         ctx.log_params(**{"bc.demos": c.demos, "bc.eval_episodes": c.eval_episodes, "bc.epochs": c.epochs,
                           "bc.eval_epochs": ",".join(map(str, eval_epochs(c.epochs, c.eval_every))),
                           "bc.seeds": ",".join(map(str, c.seeds)), "render.shadowsize": self._shadowsize,
-                          "render.size": cfg.image_size, "render.reflection": cfg.reflection, "render.gl": os.environ.get("MUJOCO_GL", "")
-                          if self.needs_pixels else "none", "bc.embedding": self.embedding_name(ctx)})
+                          "render.size": cfg.image_size, "render.reflection": cfg.reflection, "render.gl": select_gl_backend() if self.needs_pixels else "none", "bc.embedding": self.embedding_name(ctx)})
         try:
             result = super().run(ctx, cfg)
         finally:
