@@ -110,6 +110,8 @@ def cmd_list(args) -> int:
         for name, meta in catalog().items():
             ok, where = meta.data.status() if meta.data is not None else (True, "computed from stored results")
             needs = ", ".join(n for n in meta.needs.names() if n != "features")
+            if meta.opt_in:
+                needs = (needs + "; " if needs else "") + f"opt-in: by name or --tasks {meta.group}"
             print(f"{name:24} {meta.group:15} {'ready' if ok else 'missing':8} {meta.description}"
                   f"{f' (needs: {needs})' if needs else ''}\n{'':49}{where}")
     return 0

@@ -62,6 +62,7 @@ class TaskMeta:
     needs: Need = Need.FEATURES
     seeds: tuple[int, ...] = ()  # protocol seeds (empty: the run's --seed only)
     notes: Mapping[str, str] = field(default_factory=dict)  # fixed protocol facts, logged as protocol.*
+    opt_in: bool = False  # not part of `--tasks all` (hours of work on a CPU): run by name or by group
 
     def __post_init__(self) -> None:
         if self.group not in GROUPS:

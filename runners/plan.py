@@ -14,7 +14,7 @@ from typing import Any
 from bench.config import config_hash, flatten, resolve
 from bench.errors import BenchError
 from bench.paths import cache_root
-from bench.task import Need, TaskMeta
+from bench.task import GROUPS, Need, TaskMeta
 
 
 @dataclass
@@ -152,12 +152,20 @@ def select(requested: list[str], preset: str) -> tuple[list[str], list[str], lis
     if names == ["all"]:
         chosen, skipped = [], []
         for name in TASKS.names():
-            if is_aggregate(name):
+            meta = task_meta(name)
+            if is_aggregate(name) or meta.opt_in:
                 continue
-            ok, where = task_meta(name).data.status(preset) if task_meta(name).data else (True, "")
+            ok, where = meta.data.status(preset) if meta.data else (True, "")
             (chosen if ok else skipped).append(name if ok else (name, f"data missing — {where}"))
         aggs = [n for n in TASKS.names() if is_aggregate(n) and set(get_task(n).members) <= set(chosen)]
         return chosen, aggs, skipped
+    groups = {g for g in GROUPS if g in names}
+    if groups:  # `--tasks robot`: every task of the group (data present), with the group's aggregates
+        names = [n for n in names if n not in groups] + [
+            n for n in TASKS.names() if task_meta(n).group in groups and not is_aggregate(n)
+            and (task_meta(n).data is None or task_meta(n).data.status(preset)[0])]
+        names += [n for n in TASKS.names() if is_aggregate(n) and task_meta(n).group in groups
+                  and set(get_task(n).members) <= set(names)]
     tasks, aggs = [], []
     for name in names:
         if is_aggregate(name):  # unknown names raise here, with suggestions

@@ -1,5 +1,7 @@
-"""CortexBench behaviour cloning (paper Table 4; eai-vc `mujoco_vc`): MetaWorld's five tasks and
-their suite mean. Metadata only (no torch / numpy / mujoco); behaviour in `bc.py`, knobs in
+"""CortexBench behaviour cloning (paper Table 4; eai-vc `mujoco_vc`): MetaWorld's five tasks, Adroit
+pen / relocate and DMControl reacher-easy (the suites whose experts can be had offline), and the
+MetaWorld and Adroit suite means. Opt-in: hours of CPU rendering at protocol size, so `--tasks all`
+leaves them out; run them by name or with `--tasks robot`. Metadata only (no torch / numpy / mujoco); behaviour in `bc.py`, knobs in
 `config.py`, the simulator interface in `env.py`. See docs/robot.md.
 
 Default protocol "small" (CI / laptop): 5 demos, 5 eval episodes, 20 epochs (evals after epochs
@@ -43,12 +45,63 @@ for _task in METAWORLD_TASKS:
         description=f"CortexBench MetaWorld {_task}: behaviour cloning on frozen CLS embeddings (success %)",
         metrics=BC_METRICS, headline="success", protocol="cortexbench-bc", paper_task=None,  # Table 4 has suite means only
         reference=REFERENCE, needs=Need.SIMULATOR | Need.ONLINE_ENCODER | Need.OWN_PROCESS, seeds=(100, 200, 300),
-        notes=metaworld_notes(_task)),
+        notes=metaworld_notes(_task), opt_in=True),
         "tasks.robot.bc:CortexBenchBC", suite="metaworld", env=_task)
 
 register_aggregate(AggregateTask(
     TaskMeta("cortexbench-metaworld", "robot", "CortexBench MetaWorld: mean success of the five tasks (%)",
              (Metric("success_rate", True, "mean over the five MetaWorld tasks of their success (%)", "%"),),
              "success_rate", protocol="cortexbench-bc", paper_task="cortexbench-metaworld", reference=REFERENCE,
-             needs=Need.NONE),
+             needs=Need.NONE, opt_in=True),
     members=tuple(f"cortexbench-metaworld-{t}" for t in METAWORLD_TASKS), metric="success"))
+
+ADROIT_TASKS = {"pen": (24, 100, 20), "relocate": (30, 200, 25)}  # proprio dims, horizon, goal steps needed
+
+
+def adroit_notes(task: str) -> dict[str, str]:
+    proprio, horizon, steps = ADROIT_TASKS[task]
+    return {
+        "env": f"AdroitHand{task.capitalize()}-v1 (gymnasium-robotics 1.4.2; paper: mj_envs {task}-v0)",
+        "camera": "vil_camera (mj_envs pose), 256x256, upright in MuJoCo 3 (no flip)",
+        "embedding": "CLS after the final norm, encoder's own resize/centre-crop",
+        "history": f"FLARE 3, proprio obs[:{proprio}] appended",
+        "policy": "BatchNorm1d(input) -> 256-256-256 ReLU -> actions; last layer x0.01; MSE, Adam 1e-3, batch 256",
+        "eval": f"deterministic; episode seeds base_seed+ep; horizon {horizon}",
+        "score": f"success if the goal is achieved on > {steps} steps; max over evaluations, mean over seeds",
+        "experts": "DAPG policies (aravindr93/hand_dapg, Apache-2.0) converted to safetensors (tasks/robot/experts/adroit)",
+        "paper_counts": "100 demos, 25 eval episodes, 100 epochs (20 evals), seeds 100/200/300",
+        "small_counts": "10 demos, 5 eval episodes, 20 epochs, seeds 100/200",
+    }
+
+
+for _task in ADROIT_TASKS:
+    register_task(TaskMeta(
+        name=f"cortexbench-adroit-{_task}", group="robot",
+        description=f"CortexBench Adroit {_task}: behaviour cloning on frozen CLS embeddings (success %)",
+        metrics=BC_METRICS, headline="success", protocol="cortexbench-bc", reference=REFERENCE,
+        needs=Need.SIMULATOR | Need.ONLINE_ENCODER | Need.OWN_PROCESS, seeds=(100, 200, 300),
+        notes=adroit_notes(_task), opt_in=True),
+        "tasks.robot.bc:CortexBenchBC", suite="adroit", env=_task)
+
+register_aggregate(AggregateTask(
+    TaskMeta("cortexbench-adroit", "robot", "CortexBench Adroit: mean success of pen and relocate (%)",
+             (Metric("success_rate", True, "mean over pen and relocate of their success (%)", "%"),),
+             "success_rate", protocol="cortexbench-bc", paper_task="cortexbench-adroit", reference=REFERENCE,
+             needs=Need.NONE, opt_in=True),
+    members=tuple(f"cortexbench-adroit-{t}" for t in ADROIT_TASKS), metric="success"))
+
+# DMControl: only reacher-easy has an offline expert (a scripted controller); the other four need
+# state-based RL experts (docs/robot-suites.md), so the suite mean is not registered yet.
+register_task(TaskMeta(
+    name="cortexbench-dmcontrol-reacher-easy", group="robot",
+    description="CortexBench DMControl reacher-easy: behaviour cloning on frozen CLS embeddings (return / 10)",
+    metrics=(Metric("success", True, "best-over-evaluations normalised return (return / 10), mean over seeds", ""),
+             *BC_METRICS[1:]), headline="success", protocol="cortexbench-bc", reference=REFERENCE,
+    needs=Need.SIMULATOR | Need.ONLINE_ENCODER | Need.OWN_PROCESS, seeds=(100, 200, 300),
+    notes={"env": "dm_control suite reacher/easy, 1000 control steps, task seeded per episode (documented deviation)",
+           "camera": "camera 0 ('fixed'), 256x256", "history": "FLARE 3, no proprio",
+           "score": "return / 10 (eai-vc#14); max over evaluations, mean over seeds",
+           "experts": "scripted reacher controller (measured return/10 98.5 on seeds 0-9)",
+           "paper_counts": "100 demos, 10 eval episodes, 100 epochs (20 evals), seeds 100/200/300",
+           "small_counts": "5 demos, 3 eval episodes, 20 epochs, seeds 100/200"}, opt_in=True),
+    "tasks.robot.bc:CortexBenchBC", suite="dmc", env="reacher-easy")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,7 +80,9 @@ def canonical_name(name: str) -> str:
 
 
 def _import_mujoco() -> Any:
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    from bench.data.synth.gl import select_gl_backend
+
+    select_gl_backend()  # EGL / OSMesa, chosen once before mujoco is imported
     import mujoco
 
     return mujoco

@@ -13,9 +13,13 @@ from bench.config import ConfigError
 PROTOCOLS: dict[str, dict[str, dict[str, object]]] = {
     "paper": {
         "metaworld": dict(demos=25, eval_episodes=25, epochs=100, eval_every=5, seeds=(100, 200, 300)),
+        "adroit": dict(demos=100, eval_episodes=25, epochs=100, eval_every=5, seeds=(100, 200, 300)),
+        "dmc": dict(demos=100, eval_episodes=10, epochs=100, eval_every=5, seeds=(100, 200, 300)),
     },
-    "small": {
+    "small": {  # cortexbench.md §6: only counts shrink; horizons and success rules never do
         "metaworld": dict(demos=5, eval_episodes=5, epochs=20, eval_every=5, seeds=(100, 200)),
+        "adroit": dict(demos=10, eval_episodes=5, epochs=20, eval_every=5, seeds=(100, 200)),
+        "dmc": dict(demos=5, eval_episodes=3, epochs=20, eval_every=5, seeds=(100, 200)),
     },
 }
 

@@ -17,7 +17,6 @@ state, PD-tracked. Walker, cheetah and finger have no expert here (state SAC, se
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +61,9 @@ def canonical_name(name: str) -> str:
 
 
 def _import_suite() -> Any:
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    from bench.data.synth.gl import select_gl_backend
+
+    select_gl_backend()  # EGL / OSMesa, chosen once before mujoco is imported
     from dm_control import suite
 
     return suite

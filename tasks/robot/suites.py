@@ -13,6 +13,7 @@ def make_env(suite: str, name: str, **kwargs: Any) -> SuiteEnv:
     if suite == "metaworld":
         from tasks.robot.metaworld import MetaWorldEnv
         return MetaWorldEnv(name, **kwargs)
+    kwargs.pop("reflection", None)  # a MetaWorld scene knob (its table's reflection); the others have none
     if suite == "dmc":
         from tasks.robot.dmc import make_dmc_env  # type: ignore[import-not-found]
         return make_dmc_env(name, **kwargs)
