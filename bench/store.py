@@ -61,8 +61,8 @@ def _int(text: Any, what: str) -> int:
 
 
 def canonical_encoder(name: str) -> str:
-    """Aliases are aliases: `dinov3` reads back as `dinov3-vit7b16` (older stores recorded aliases);
-    a name the zoo does not know is kept as written. The zoo's registry is light (no torch)."""
+    """Aliases are aliases: `dinov3` is `dinov3-vit7b16` (the runner records canonical names; older
+    stores hold aliases); a name the zoo does not know is kept as written. The registry is light."""
     try:
         from bench.encoders import resolve_name
 
@@ -74,7 +74,7 @@ def canonical_encoder(name: str) -> str:
 def record_from_run(run: Any) -> ResultRecord:
     """Rebuild one record from an MLflow run (tags + params + metrics); `MalformedRun` if it cannot be."""
     p, t = dict(run.data.params), dict(run.data.tags)
-    encoder, task = canonical_encoder((p.get("encoder") or "").strip()), (p.get("task") or "").strip()
+    encoder, task = (p.get("encoder") or "").strip(), (p.get("task") or "").strip()
     if not encoder or not task:
         raise MalformedRun("no encoder or task param")
     seed = _int(p["seed"], "seed") if "seed" in p else 0
@@ -166,7 +166,9 @@ def read_records(*, kinds: Sequence[str] = ("task", "aggregate"), encoders: Iter
     """Finished result runs as records (newest per identity unless `all_runs`), oldest first; the
     returned list's `skipped` / `problems` say which runs were malformed and why."""
     kinds = tuple(kinds)
-    encoders = None if encoders is None else list(dict.fromkeys(canonical_encoder(e) for e in encoders))
+    # a filter matches a name as stored and as canonical (older stores recorded aliases such as `dinov3`)
+    encoders = None if encoders is None else list(dict.fromkeys(
+        [n for e in encoders for n in (e, canonical_encoder(e))]))
     tasks = None if tasks is None else list(dict.fromkeys(tasks))
     out, problems = [], []
     # the encoder filter is applied after canonicalising stored names (older stores hold aliases)
@@ -178,7 +180,8 @@ def read_records(*, kinds: Sequence[str] = ("task", "aggregate"), encoders: Iter
         except MalformedRun as exc:
             problems.append((run.info.run_id, str(exc)))
             continue
-        if (encoders is None or rec.encoder in encoders) and (tasks is None or rec.task in tasks):
+        if (encoders is None or rec.encoder in encoders or canonical_encoder(rec.encoder) in encoders) and \
+                (tasks is None or rec.task in tasks):
             out.append(rec)
     if not all_runs:
         out = latest_per_identity(out)

@@ -195,7 +195,7 @@ def test_every_paper_name_is_mapped_in_data():
     assert paper.zoo_candidates("DINOv2-L")[0] == "dinov2-vitl14"
     assert paper.zoo_candidates("OpenCLIP-L")[0] == "openclip-vitl14"
     assert paper.zoo_candidates("SigLIPv2")[0] == "siglip2"
-    assert paper.zoo_candidates("DINOv3+SimpleFT") == ()
+    assert paper.zoo_candidates("DINOv3+SimpleFT")[0] == "dinov3+sb-simpleft"  # the trainer's ablation, by name
     assert paper.zoo_candidates("NewNet+SB") == ("newnet+sb",)  # an unmapped row still gets a guess
     assert {(v.task, v.metric) for v in paper.paper_values()} <= set(paper.task_names())
     metric = {k: t.metric for k, t in paper.task_names().items()}
