@@ -17,6 +17,8 @@ keeps every run. Light: imports MLflow and pandas only when called, never torch.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import re
 from typing import Any, Iterable, Sequence
 
@@ -189,6 +191,21 @@ def read_records(*, kinds: Sequence[str] = ("task", "aggregate"), encoders: Iter
     return Records(out, problems)
 
 
+def read_breakdown(record: ResultRecord) -> dict[str, dict[str, float]]:
+    """A record's breakdown (per class / environment / seed), from its run's `breakdown.json`
+    artifact: fetched on demand, one download per record, so listing results stays one search."""
+    import json
+    import tempfile
+
+    client = _client()
+    names = {a.path for a in client.list_artifacts(record.run_id)}
+    if "breakdown.json" not in names:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(record.run_id, "breakdown.json", tmp)
+        return json.loads(Path(path).read_text())
+
+
 def tidy(records: Iterable[ResultRecord]):
     """Tidy DataFrame (one row per metric, columns `RESULT_COLUMNS`) of records."""
     import pandas as pd
@@ -211,5 +228,5 @@ def read_results(*, kinds: Sequence[str] = ("task", "aggregate"), encoders: Iter
     return df
 
 
-__all__ = ["MalformedRun", "Records", "iter_runs", "latest_per_identity", "read_records", "read_results",
+__all__ = ["MalformedRun", "Records", "iter_runs", "latest_per_identity", "read_breakdown", "read_records", "read_results",
            "record_from_run", "tidy"]

@@ -131,6 +131,11 @@ def test_runner_records_aggregates_and_own_process(toys, tmp_path, monkeypatch):
     assert int(by_task["toy-own-process"].params["child_pid"]) != os.getpid()
     stored = {r.task: r for r in read_records()}
     assert stored["toy-suite"].metrics["value"].value == pytest.approx(198.0)
+    from bench.store import read_breakdown
+
+    assert read_breakdown(stored["toy-suite"]) == {"member:toy-width": {"value": 384.0},
+                                                    "member:toy-depth": {"value": 12.0}}
+    assert read_breakdown(stored["toy-own-process"]) == {}
     assert stored["toy-width"].params["protocol.scale"] == "2.0"
 
 
