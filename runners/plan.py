@@ -228,7 +228,7 @@ def make_plan(cfg: RunConfig) -> Plan:
                 raise BenchError(f"aggregate {n}: member {m}'s {metric.name} has the other direction")
         aggs.append(TaskPlan(task_meta(n), {"members": list(agg.members)}, "stored results"))
     prereqs = [p for e in encoders
-               if (p := encoder_prerequisite(e, weights.get(e), preset=cfg.sb_preset)) is not None]
+               if (p := encoder_prerequisite(e, weights.get(e), preset=cfg.sb_preset, progress=cfg.progress)) is not None]
     blocked = [(p.encoder, p.reason.strip() or p.detail) for p in prereqs if not p.ready]
     blocked += [(e, why) for e in encoders if (why := missing_weights(e, weights.get(e)))]
     blocked += [(t.name, why) for t in plans if (why := missing_needs(t.meta))]

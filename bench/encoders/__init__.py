@@ -107,7 +107,7 @@ def base_name(name: str) -> str:
 
 
 def encoder_prerequisite(name: str, weights: str | Path | None = None, *,
-                         preset: str = "tiny") -> Prerequisite | None:
+                         preset: str = "tiny", progress: bool = True) -> Prerequisite | None:
     """What must be done before `load_encoder(name, weights)` can succeed, or None (nothing: a base
     encoder, an existing checkpoint, or `weights` given). Fast: plans, never builds or trains.
 
@@ -119,7 +119,7 @@ def encoder_prerequisite(name: str, weights: str | Path | None = None, *,
     parsed = resolve_name(name)
     if parsed.variant is None:
         return None
-    return ENCODER_VARIANTS.get(parsed.variant).prerequisite(parsed, weights, preset=preset)
+    return ENCODER_VARIANTS.get(parsed.variant).prerequisite(parsed, weights, preset=preset, progress=progress)
 
 
 def load_encoder(name: str, weights: str | Path | None = None, seed: int = 0) -> "Encoder":

@@ -56,7 +56,7 @@ class SpatialBoostVariant:
         return load_boosted_encoder(path, seed=seed)
 
     def prerequisite(self, name: EncoderName, weights: str | Path | None = None, *,
-                     preset: str = "tiny") -> Prerequisite | None:
+                     preset: str = "tiny", progress: bool = True) -> Prerequisite | None:
         """None when the checkpoint exists (or `weights` is an existing file), else the training step.
 
         Ready when everything training needs is here: the base encoder's weights (random-init bases
@@ -79,7 +79,7 @@ class SpatialBoostVariant:
             return None
         from bench.spatialboost.config import llm_spec, resolve_config
 
-        cfg = resolve_config(encoder=str(name), preset=preset, progress=True)
+        cfg = resolve_config(encoder=str(name), preset=preset, progress=progress)
         llm = llm_spec(cfg)
         stages, resume = _stages_to_run(cfg)
         missing = _missing(cfg, llm)
