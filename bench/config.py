@@ -69,23 +69,12 @@ def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _flat_layer(layer: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in layer.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(_flat_layer(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def _complete_keys(default: Any, layer: Mapping[str, Any]) -> dict[str, Any]:
     """A key that names no field but is the unique last part of one (`iterations` for
     `train.iterations`) means that field; anything else is left for the merge to refuse."""
     known = list(flatten(default))
     out: dict[str, Any] = {}
-    for key, value in _flat_layer(layer).items():
+    for key, value in flatten(layer).items():
         if key not in known and not any(k.startswith(key + ".") for k in known):
             matches = [k for k in known if k.endswith("." + key)]
             key = matches[0] if len(matches) == 1 else key
@@ -123,35 +112,24 @@ def resolve(default: Any, *layers: Mapping[str, Any], where: str = "config") -> 
     return cfg
 
 
-def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted keys -> leaf values of a (nested) dataclass: the run's `protocol.*` params."""
-    d = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = list(v) if isinstance(v, tuple) else v
-    return out
-
-
 RUNTIME = {"runtime": True}  # field(metadata=RUNTIME): how fast, not what is computed; not in the identity
 
 
-def protocol_fields(cfg: Any, prefix: str = "") -> dict[str, Any]:
-    """`flatten` without the fields marked `metadata=RUNTIME` (threads, batch sizes of evaluation, ...)."""
-    if not dataclasses.is_dataclass(cfg):
-        return flatten(cfg, prefix)
+def flatten(cfg: Any, prefix: str = "", *, runtime: bool = True) -> dict[str, Any]:
+    """Dotted keys -> leaf values of a (nested) dataclass or mapping: the run's `protocol.*` params.
+    `runtime=False` leaves out the fields marked `metadata=RUNTIME` (what the identity hashes)."""
+    if dataclasses.is_dataclass(cfg):
+        items = [(f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
+                 if runtime or not f.metadata.get("runtime")]
+    else:
+        items = list(cfg.items())
     out: dict[str, Any] = {}
-    for f in dataclasses.fields(cfg):
-        if f.metadata.get("runtime"):
-            continue
-        v = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(v):
-            out.update(protocol_fields(v, f"{prefix}{f.name}."))
+    for k, v in items:
+        key = f"{prefix}{k}"
+        if dataclasses.is_dataclass(v) or isinstance(v, Mapping):
+            out.update(flatten(v, key + ".", runtime=runtime))
         else:
-            out[f"{prefix}{f.name}"] = list(v) if isinstance(v, tuple) else v
+            out[key] = list(v) if isinstance(v, tuple) else v
     return out
 
 
@@ -159,7 +137,7 @@ def config_hash(cfg: Any, data_id: str = "") -> str:
     """Hash of what a result depends on: the protocol fields of the config and the data it ran on."""
     if cfg is None and not data_id:
         return ""
-    fields = protocol_fields(cfg) if cfg is not None else {}
+    fields = flatten(cfg, runtime=False) if cfg is not None else {}
     text = json.dumps({"config": fields, "data": data_id}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -172,5 +150,4 @@ def to_yaml(cfg: Any) -> str:
     return yaml.safe_dump(json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), sort_keys=False)
 
 
-__all__ = ["RUNTIME", "ConfigError", "config_hash", "flatten", "load_run_file", "parse_sets", "protocol_fields",
-           "resolve", "to_yaml"]
+__all__ = ["RUNTIME", "ConfigError", "config_hash", "flatten", "load_run_file", "parse_sets", "resolve", "to_yaml"]

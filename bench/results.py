@@ -35,6 +35,11 @@ class MetricValue:
     unit: str = ""
 
 
+def metric_tags(name: str, higher_is_better: bool, role: str, unit: str) -> dict[str, str]:
+    """The tags that make one metric readable from the store alone: direction, role, unit."""
+    return {DIR_TAG + name: "higher" if higher_is_better else "lower", ROLE_TAG + name: role, UNIT_TAG + name: unit}
+
+
 def identity_hash(encoder: str, weights_id: str, task: str, task_version: int, config_hash: str, seed: int) -> str:
     text = json.dumps([encoder, weights_id, task, int(task_version), config_hash, int(seed)])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -90,11 +95,9 @@ class ResultRecord:
         tags = {KIND_TAG: self.kind, PROTOCOL_TAG: self.protocol, VERSION_TAG: str(self.task_version),
                 GROUP_TAG: self.group, HEADLINE_TAG: self.headline, IDENTITY_TAG: self.identity_hash}
         for name, m in self.metrics.items():
-            tags[DIR_TAG + name] = "higher" if m.higher_is_better else "lower"
-            tags[ROLE_TAG + name] = m.role
-            tags[UNIT_TAG + name] = m.unit
+            tags.update(metric_tags(name, m.higher_is_better, m.role, m.unit))
         return tags
 
 
 __all__ = ["DIR_TAG", "GROUP_TAG", "HEADLINE_TAG", "HOST_TAG", "IDENTITY_TAG", "KIND_TAG", "MetricValue", "PID_TAG",
-           "PROTOCOL_TAG", "RESULT_COLUMNS", "ROLE_TAG", "ResultRecord", "UNIT_TAG", "VERSION_TAG", "identity_hash"]
+           "PROTOCOL_TAG", "RESULT_COLUMNS", "ROLE_TAG", "ResultRecord", "UNIT_TAG", "VERSION_TAG", "identity_hash", "metric_tags"]

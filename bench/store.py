@@ -113,12 +113,6 @@ def record_from_run(run: Any) -> ResultRecord:
         status=run.info.status or "FINISHED")
 
 
-def _client():
-    from bench.tracking import open_client
-
-    return open_client()
-
-
 def _quote(text: str) -> str:
     return "'" + str(text).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -139,7 +133,9 @@ def iter_runs(filter_string: str) -> Iterable[Any]:
     """Every run of the benchmark's experiment matching `filter_string` (one paginated search)."""
     from bench.tracking import EXPERIMENT
 
-    client = _client()
+    from bench.tracking import open_client
+
+    client = open_client()
     exp = client.get_experiment_by_name(EXPERIMENT)
     if exp is None:
         return
@@ -197,7 +193,9 @@ def read_breakdown(record: ResultRecord) -> dict[str, dict[str, float]]:
     import json
     import tempfile
 
-    client = _client()
+    from bench.tracking import open_client
+
+    client = open_client()
     names = {a.path for a in client.list_artifacts(record.run_id)}
     if "breakdown.json" not in names:
         return {}

@@ -12,14 +12,14 @@ The banks keep their fused maths in their own modules (`heads/depth.py`, `heads/
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
 from bench.metrics import Metric
+from bench.seeding import seeded  # noqa: F401  (the banks build heads under it; re-exported)
 
 
 def select_best(scores: Sequence[float], metric: Metric, excluded: Sequence[bool] = (),
@@ -38,15 +38,6 @@ def select_best(scores: Sequence[float], metric: Metric, excluded: Sequence[bool
         return fallback
     raise RuntimeError(f"no bank member to select by {metric.name}: every one diverged or has no score "
                        f"({', '.join(f'{v:g}' for v in scores) or 'no scores'})")
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Build modules under a fixed CPU RNG (restored afterwards): a head's initial weights depend only
-    on its seed and shape, not on how many heads were built before it."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 class ModuleBank(nn.Module):

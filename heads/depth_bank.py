@@ -7,7 +7,8 @@ from typing import NamedTuple, Sequence
 
 from torch import nn
 
-from heads.bank import ModuleBank, seeded
+from bench.seeding import seeded
+from heads.bank import ModuleBank
 from heads.depth import BinSpec, LinearDepthHeads
 from heads.dpt import DPTDepthHead
 

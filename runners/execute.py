@@ -18,27 +18,24 @@ import torch
 
 from bench.config import to_yaml
 from bench.context import EvalContext
-from bench.errors import BenchError, NotTrainedError
+from bench.errors import NotTrainedError
 from bench.features import FeatureCache, default_num_workers, resolve_device
 from bench.io import write_json
 from bench.paths import bench_home
 from bench.results import (GROUP_TAG, HEADLINE_TAG, KIND_TAG, PROTOCOL_TAG, VERSION_TAG, MetricValue, ResultRecord,
-                           identity_hash)
+                           identity_hash, metric_tags)
 from bench.seeding import seed_everything
 from bench.task import Need, TaskMeta, TaskResult
-from bench.tracking import DIR_TAG, RunHandle, Tracker, code_version
+from bench.tracking import RunHandle, Tracker, code_version
 from runners.plan import Plan, TaskPlan, feature_manifest
 
 
 def meta_tags(meta: TaskMeta, kind: str = "task") -> dict[str, str]:
-    from bench.results import ROLE_TAG, UNIT_TAG
-
+    """A task run's tags at creation (every declared metric's direction, role and unit)."""
     tags = {KIND_TAG: kind, PROTOCOL_TAG: meta.protocol, VERSION_TAG: str(meta.version), GROUP_TAG: meta.group,
             HEADLINE_TAG: meta.headline}
     for m in meta.metrics:
-        tags[DIR_TAG + m.name] = m.direction
-        tags[ROLE_TAG + m.name] = m.role
-        tags[UNIT_TAG + m.name] = m.unit
+        tags.update(metric_tags(m.name, m.higher_is_better, m.role, m.unit))
     return tags
 
 
@@ -73,9 +70,7 @@ class EncoderInfo:
 class Executor:
     def __init__(self, plan: Plan, out=None):
         self.plan, self.cfg, self.out = plan, plan.cfg, out or sys.stdout
-        self.device = resolve_device(self.cfg.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise BenchError("--device cuda: no CUDA GPU is visible here (use --device auto or cpu)")
+        self.device = resolve_device(self.cfg.device)  # `RunConfig` refused cuda without a GPU
         self.workers = default_num_workers() if self.cfg.num_workers < 0 else self.cfg.num_workers
         self.cache = FeatureCache(dtype=torch.float32 if self.cfg.cache_dtype == "fp32" else torch.float16)
         self.records: list[ResultRecord] = []
@@ -87,9 +82,8 @@ class Executor:
 
     # ------------------------------------------------------------------------------ phases
     def prepare(self) -> dict[str, Path | None]:
+        """Prerequisites, then data; a plan with anything BLOCKED never gets here (`run_benchmark`)."""
         for p in self.plan.prerequisites:
-            if not p.ready:
-                raise NotTrainedError(f"{p.encoder} cannot be prepared here:\n{p.reason}")
             if not self.cfg.train_missing:
                 raise NotTrainedError(f"{p.encoder}: {p.action} is needed first ({p.detail}); run without "
                                       "--no-train to do it now, or pass --weights FILE")

@@ -105,8 +105,8 @@ class Plan:
         lines.append("  encoders: " + ", ".join(self.encoders))
         for p in self.prerequisites:
             est = f", about {p.estimate_seconds / 60:.1f} min" if p.estimate_seconds else ""
-            lines.append(f"  first: {p.action} for {p.encoder} ({p.detail}{est})" if p.ready else
-                         f"  BLOCKED: {p.encoder} cannot be prepared here:\n{p.reason}")
+            if p.ready:  # a prerequisite that cannot run is listed once, with the other BLOCKED lines
+                lines.append(f"  first: {p.action} for {p.encoder} ({p.detail}{est})")
         gen = sorted({t.data for t in self.tasks if t.generate})
         for g in gen:
             lines.append(f"  generate: {g}")
@@ -265,12 +265,11 @@ def missing_needs(meta: TaskMeta) -> str:
 
 
 def needs_notes(meta: TaskMeta) -> list[str]:
-    import importlib.util
+    import torch
 
     notes = []
     if Need.GPU in meta.needs:
-        gpu = importlib.util.find_spec("torch") is not None and __import__("torch").cuda.is_available()
-        if not gpu:
+        if not torch.cuda.is_available():
             notes.append("made for a GPU; no GPU here, so it runs (slowly) on the CPU")
     if Need.OWN_PROCESS in meta.needs:
         notes.append("runs in its own process")

@@ -21,8 +21,7 @@ the zoo stays fast and a missing optional library only affects the encoders that
 """
 from __future__ import annotations
 
-import contextlib
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -50,14 +49,6 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Deterministic parameter init that does not disturb the caller's RNG state."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 def weights_id_for(weights: "ResolvedWeights | None", seed: int) -> str:
@@ -94,4 +85,4 @@ def check_grid(images: torch.Tensor, patch_size: int) -> tuple[int, int]:
 
 
 __all__ = ["CLIP_MEAN", "CLIP_STD", "HALF", "HFEncoder", "IMAGENET_MEAN", "IMAGENET_STD", "OpenCLIPEncoder",
-           "TimmEncoder", "assemble", "check_grid", "seeded", "weights_id_for"]
+           "TimmEncoder", "assemble", "check_grid", "weights_id_for"]

@@ -22,7 +22,8 @@ from typing import Any, Literal
 
 import torch
 
-from bench.encoders.backends import CLIP_MEAN, CLIP_STD, assemble, check_grid, seeded, weights_id_for
+from bench.encoders.backends import CLIP_MEAN, CLIP_STD, assemble, check_grid, weights_id_for
+from bench.seeding import seeded
 from bench.encoders.base import Encoder, EncoderOutput, Preprocess
 from bench.encoders.weights import ResolvedWeights, load_state_dict
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from bench.encoders.backends import assemble, check_grid, seeded, weights_id_for
+from bench.encoders.backends import assemble, check_grid, weights_id_for
+from bench.seeding import seeded
 from bench.encoders.base import Encoder, EncoderOutput, Preprocess
 from bench.encoders.weights import ResolvedWeights, load_state_dict
 
