@@ -176,6 +176,7 @@ def load_boosted_encoder(path: str | Path, seed: int = 0) -> Encoder:
         raise CheckpointError(f"{path}: unexpected tensors {result.unexpected_keys[:4]}")
     base.weights_id = "sb-" + file_sha256(path)[:16]
     base.sb_metadata = meta  # for the record (bench sb info, tracking)
+    base.sb_checkpoint = str(path)  # the VLM evaluation reads the stage-3 projector from the same file
     for p in base.parameters():
         p.requires_grad_(False)
     base.eval()
