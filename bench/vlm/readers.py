@@ -65,8 +65,11 @@ def _need_image(item: VQAItem, source: Path) -> VQAItem:
     return item
 
 
-def _limit(items: list[VQAItem], limit: int) -> list[VQAItem]:
-    return items[:limit] if limit and limit > 0 else items
+def _limit(seq: list, limit: int) -> list:
+    """`limit` records evenly spaced over the file (all when 0), so a small run still spans its categories."""
+    if not limit or limit <= 0 or limit >= len(seq):
+        return list(seq)
+    return [seq[(i * len(seq)) // limit] for i in range(limit)]
 
 
 # ------------------------------------------------------------------------------ SpatialRGPT-Bench
@@ -75,7 +78,7 @@ def read_spatialrgpt(json_path: Path, image_root: Path, limit: int = 0) -> list[
     if not isinstance(records, list):
         raise DataError(json_path, "expected a JSON list of SpatialRGPT-Bench records")
     items = []
-    for r in records[: limit or None]:
+    for r in _limit(records, limit):
         try:
             conv = r["conversations"]
             gt = next(t["value"] for t in conv if t.get("from") == "gpt")
@@ -101,7 +104,7 @@ def read_blink(root: Path, subtask: str = "Relative_Depth", split: str = "val", 
         return _limit(_blink_parquet(parquet), limit)
     sketch = root / "VisualSketchpad" / "tasks" / "blink_depth" / "processed"
     sketch = sketch if sketch.is_dir() else root / "tasks" / "blink_depth" / "processed"
-    if subtask == "Relative_Depth" and sketch.is_dir():
+    if subtask == "Relative_Depth" and sketch.is_dir() and any(sketch.glob(f"{split}_{subtask}_*")):
         return _limit(_blink_sketchpad(sketch, split, root), limit)
     raise DataError(root, f"no BLINK {subtask} {split} data: expected {root / subtask}/{split}-*.parquet "
                           f"(HF BLINK-Benchmark/BLINK) or {sketch}/{split}_{subtask}_N/")
@@ -145,7 +148,7 @@ def _blink_sketchpad(folder: Path, split: str, root: Path) -> list[VQAItem]:
 def read_vqav2(root: Path, split: str = "val2014", limit: int = 0) -> list[VQAItem]:
     root = Path(root)
     qfile, afile = root / f"v2_OpenEnded_mscoco_{split}_questions.json", root / f"v2_mscoco_{split}_annotations.json"
-    questions = _json(qfile)["questions"][: limit or None]
+    questions = _limit(_json(qfile)["questions"], limit)
     ann = {a["question_id"]: a for a in _json(afile)["annotations"]}
     items = []
     for q in questions:
@@ -165,7 +168,7 @@ def read_gqa(root: Path, split: str = "testdev_balanced", limit: int = 0) -> lis
     qfile = root / f"{split}_questions.json"
     data = _json(qfile)
     items = []
-    for qid, q in list(data.items())[: limit or None]:
+    for qid, q in _limit(list(data.items()), limit):
         img = root / "images" / f"{q['imageId']}.jpg"
         items.append(_need_image(VQAItem(str(qid), q["question"] + SHORT_ANSWER, q["answer"], img,
                                          category=q.get("types", {}).get("structural", "")), qfile))

@@ -180,15 +180,16 @@ def parse_option(text: str, choices: list[str] | tuple[str, ...]) -> str:
     """The option letter an answer picks (``A``..), or ``Z`` when it does not pick exactly one.
 
     1. a leading letter: ``B``, ``(B)``, ``B.``, ``B) ...``, ``B is closer`` (a lower-case letter only
-       when it is the whole answer: ``b``, ``(b)``; a sentence starting with "a" is an article);
+       when it is the whole answer: ``b``, ``(b)``; a sentence starting with "a" is an article), unless
+       another option is named in parentheses (``(A) or (B)``: no single pick);
     2. else exactly one ``(X)`` token anywhere; 3. else exactly one choice text contained (any case);
     4. else exactly one standalone option letter (``Point B``); 5. else ``Z``.
     """
     letters = [chr(ord("A") + i) for i in range(len(choices))]
-    m = _LEAD.match(text) or _LONE_LOWER.match(text)
-    if m and m.group(1).upper() in letters:
-        return m.group(1).upper()
     parens = {x for x in _PAREN.findall(text) if x in letters}
+    m = _LEAD.match(text) or _LONE_LOWER.match(text)
+    if m and m.group(1).upper() in letters and parens <= {m.group(1).upper()}:
+        return m.group(1).upper()
     if len(parens) == 1:
         return parens.pop()
     low = text.lower()
