@@ -225,3 +225,21 @@ def miou_from_counts(counts) -> float:
     if not present.any():
         return math.nan
     return float((inter[present] / union[present]).mean())
+
+
+def _nanmean(values) -> float:
+    arr = np.asarray(values, dtype=float)
+    finite = arr[np.isfinite(arr)]
+    return float(finite.mean()) if finite.size else math.nan
+
+
+# How per-item scores become their metric (`bench.task.ItemScores.statistic`): each takes the item
+# rows (a resample, in a bootstrap) and returns the metric before its scale.
+STATISTICS: dict[str, Callable] = {"mean": np.mean, "nanmean": _nanmean, "miou": miou_from_counts}
+
+
+def item_statistic(name: str) -> Callable:
+    try:
+        return STATISTICS[name]
+    except KeyError:
+        raise ValueError(f"unknown item statistic {name!r}; known: {sorted(STATISTICS)}") from None

@@ -204,6 +204,76 @@ def read_breakdown(record: ResultRecord) -> dict[str, dict[str, float]]:
         return json.loads(Path(path).read_text())
 
 
+ITEMS_FILE = "items.npz"
+_ITEMS_META = "__items_meta__"
+
+
+def write_items(path: str | Path, items: dict) -> Path:
+    """Per-item scores (`bench.task.ItemScores` by metric) as one npz, atomically: an array per
+    metric plus a JSON entry with each one's statistic and scale (no pickles: read with
+    allow_pickle=False)."""
+    import json
+
+    import numpy as np
+
+    from bench.io import atomic_path
+
+    path = Path(path)
+    meta = {name: {"statistic": it.statistic, "scale": float(it.scale)} for name, it in items.items()}
+    arrays = {f"m{i}": np.asarray(it.values, dtype=np.float64) for i, it in enumerate(items.values())}
+    meta = {"metrics": meta, "arrays": {name: f"m{i}" for i, name in enumerate(items)}}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays, **{_ITEMS_META: np.array(json.dumps(meta))})
+    return path
+
+
+def load_items(path: str | Path) -> dict:
+    """`write_items`' file back as {metric: ItemScores}."""
+    import json
+
+    import numpy as np
+
+    from bench.task import ItemScores
+
+    with np.load(Path(path), allow_pickle=False) as z:
+        meta = json.loads(str(z[_ITEMS_META]))
+        return {name: ItemScores(z[meta["arrays"][name]], m["statistic"], m["scale"])
+                for name, m in meta["metrics"].items()}
+
+
+def read_items(record: ResultRecord) -> dict:
+    """A record's per-item scores ({metric: ItemScores}; {} for runs that stored none, such as
+    aggregates and older runs), from its run's `items.npz` artifact, fetched on demand and kept in
+    BENCH_HOME/cache/items (a finished run's artifacts never change)."""
+    import tempfile
+
+    from bench.paths import cache_root
+
+    if not record.run_id:
+        return {}
+    cached = cache_root() / "items" / f"{record.run_id}.npz"
+    if cached.exists():
+        return load_items(cached)
+    from bench.tracking import open_client
+
+    client = open_client()
+    try:
+        names = {a.path for a in client.list_artifacts(record.run_id)}
+    except Exception:  # noqa: BLE001 - a run without an artifact store entry has no items
+        return {}
+    if ITEMS_FILE not in names:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(client.download_artifacts(record.run_id, ITEMS_FILE, tmp))
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        from bench.io import atomic_path
+
+        with atomic_path(cached) as out:
+            out.write_bytes(path.read_bytes())
+    return load_items(cached)
+
+
 def tidy(records: Iterable[ResultRecord]):
     """Tidy DataFrame (one row per metric, columns `RESULT_COLUMNS`) of records."""
     import pandas as pd
@@ -226,5 +296,5 @@ def read_results(*, kinds: Sequence[str] = ("task", "aggregate"), encoders: Iter
     return df
 
 
-__all__ = ["MalformedRun", "Records", "iter_runs", "latest_per_identity", "read_breakdown", "read_records", "read_results",
-           "record_from_run", "tidy"]
+__all__ = ["ITEMS_FILE", "MalformedRun", "Records", "iter_runs", "latest_per_identity", "load_items", "read_breakdown",
+           "read_items", "read_records", "read_results", "record_from_run", "tidy", "write_items"]

@@ -96,17 +96,43 @@ class NonFiniteResult(ValueError):
     """A score came out NaN or infinite: the run fails with the cause instead of publishing it."""
 
 
+@dataclass(frozen=True)
+class ItemScores:
+    """One metric's scores per test item (axis 0 = items: a test image, a query, an episode), kept
+    so reports bootstrap a 95% interval over items. `statistic` (a `bench.stats.STATISTICS` name)
+    turns the values, times `scale`, back into the metric: "mean" of per-item correctness x 100 is
+    top-1, "nanmean" of per-image RMSE is RMSE, "miou" of per-image (2, classes) intersection /
+    union counts is mIoU. Items of one test set are aligned across encoders (paired deltas)."""
+
+    values: Any  # np.ndarray
+    statistic: str = "mean"
+    scale: float = 1.0
+
+    def value(self) -> float:
+        from bench.stats import item_statistic
+
+        return self.scale * float(item_statistic(self.statistic)(self.values))
+
+
 @dataclass
 class TaskResult:
     metrics: dict[str, float]
     breakdown: dict[str, dict[str, float]] = field(default_factory=dict)  # "env:…"/"class:…"/"seed:…" -> metrics
+    items: dict[str, ItemScores] = field(default_factory=dict)  # metric -> per-item scores (stored as items.npz)
 
     def validate(self, meta: TaskMeta) -> None:
-        """Undeclared or missing metrics and a non-finite headline are errors, never published."""
+        """Undeclared or missing metrics and a non-finite headline are errors, never published; per-item
+        scores must reproduce their metric (to mmseg's 2-decimal rounding), or intervals would lie."""
         declared = {m.name for m in meta.metrics}
         unknown = set(self.metrics) - declared
         if unknown:
             raise ValueError(f"task {meta.name} returned undeclared metrics {sorted(unknown)}")
+        for name, items in self.items.items():
+            if name not in self.metrics:
+                raise ValueError(f"task {meta.name}: per-item scores for {name!r}, which it did not return")
+            want, got = float(self.metrics[name]), items.value()
+            if math.isfinite(want) and not math.isclose(want, got, rel_tol=1e-6, abs_tol=5.1e-3):
+                raise ValueError(f"task {meta.name}: per-item scores of {name} give {got}, not the metric {want}")
         missing = [meta.headline] if meta.headline not in self.metrics else []
         if missing:
             raise ValueError(f"task {meta.name} did not return its headline {missing}")
@@ -270,5 +296,5 @@ class AggregateTask:
                           {f"member:{m}": {self.meta.headline: float(member_values[m])} for m in self.members})
 
 
-__all__ = ["GROUPS", "AggregateTask", "NonFiniteResult", "FeatureProbe", "FeatureRequest", "Need", "RolloutTask", "Task", "TaskMeta",
+__all__ = ["GROUPS", "AggregateTask", "ItemScores", "NonFiniteResult", "FeatureProbe", "FeatureRequest", "Need", "RolloutTask", "Task", "TaskMeta",
            "TaskResult"]

@@ -207,6 +207,10 @@ class Executor:
                 result = get_task(meta.name).run(ctx, task.config)
                 logged = ctx.params
             result.validate(meta)
+            if result.items:  # per-item scores beside the record: the reports' intervals come from them
+                from bench.store import ITEMS_FILE, write_items
+
+                write_items(Path(artifacts) / ITEMS_FILE, result.items)
             if any(Path(artifacts).iterdir()):
                 run.client.log_artifacts(run.run_id, artifacts)
             record = to_record(meta, result, encoder=encoder.name, label=encoder.label, weights_id=encoder.weights_id,

@@ -8,8 +8,10 @@ from bench.context import EvalContext
 from bench.data.imagefolder import ImageFolder
 from bench.data.transforms import EvalTransform
 from bench.features import FeatureSpec
-from bench.task import FeatureProbe, FeatureRequest, TaskResult
-from heads.knn import KnnConfig, effective_ks, knn_classify
+from bench.metrics.classification import topk_accuracy, topk_hits
+from bench.search import cosine_topk
+from bench.task import FeatureProbe, FeatureRequest, ItemScores, TaskResult
+from heads.knn import KnnConfig, effective_ks, knn_vote
 
 CLS = FeatureSpec(outputs=("cls",), n_last_blocks=1)
 
@@ -38,7 +40,24 @@ class KnnProbe(FeatureProbe):
         ctx.log_params(transform=inputs["train"].transform, n_train=len(train),
                        n_val=len(val), num_classes=len(train.classes),
                        ks_effective=",".join(map(str, effective_ks(cfg, len(train)).values())))
-        metrics = knn_classify(features["train"]["cls"][:, -1], torch.tensor(train.targets),
-                               features["val"]["cls"][:, -1], torch.tensor(val.targets), len(train.classes), cfg,
-                               device=ctx.device.type)
-        return TaskResult(metrics)
+        metrics, items = knn_with_items(features["train"]["cls"][:, -1], torch.tensor(train.targets),
+                                        features["val"]["cls"][:, -1], torch.tensor(val.targets), len(train.classes),
+                                        cfg, device=ctx.device.type)
+        return TaskResult(metrics, items=items)
+
+
+def knn_with_items(train_feats, train_labels, test_feats, test_labels, num_classes: int, cfg: KnnConfig,
+                   device: str = "cpu") -> tuple[dict[str, float], dict[str, ItemScores]]:
+    """`heads.knn.knn_classify`'s metrics from the same single search, plus each test image's hit
+    (x 100, so the mean is the accuracy) for every metric: the intervals bootstrap these."""
+    max_k = min(max(cfg.ks), len(train_feats))
+    sims, idx = cosine_topk(test_feats, train_feats, max_k, device=device)
+    neighbour_labels = train_labels[idx]
+    metrics, items = {}, {}
+    for k in cfg.ks:
+        scores = knn_vote(sims, neighbour_labels, num_classes, min(k, max_k), cfg.temperature)
+        for top in (1, 5):
+            name = f"top{top}_k{k}"
+            metrics[name] = topk_accuracy(scores, test_labels, top)
+            items[name] = ItemScores(topk_hits(scores, test_labels, top).double().numpy(), "mean", 100.0)
+    return metrics, items

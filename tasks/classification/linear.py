@@ -27,8 +27,8 @@ from bench.context import EvalContext
 from bench.data.imagefolder import ImageFolder
 from bench.data.transforms import EvalTransform, interpolation_mode
 from bench.features import FeatureSpec
-from bench.metrics.classification import chance_top1
-from bench.task import FeatureProbe, FeatureRequest, TaskResult
+from bench.metrics.classification import chance_top1, topk_hits
+from bench.task import FeatureProbe, FeatureRequest, ItemScores, TaskResult
 from heads.linear import (DINOV2_LRS, CachedFeatures, LinearBank, LinearConfig, best_head, effective_batch_size,
                           epoch_order, evaluate_bank, head_grid, stratified_split, train_bank)
 
@@ -133,4 +133,17 @@ class LinearProbe(FeatureProbe):
                        **({"train_transform": "random-resized-crop+hflip"} if cfg.mode == "augmented" else {}))
         return TaskResult({"top1": scores[best]["top1"], "top5": scores[best]["top5"],
                            "mean_per_class": scores[best]["mean_per_class"], "heldout_top1": held[best]["top1"],
-                           "chance_top1": chance_top1(num_classes)})
+                           "chance_top1": chance_top1(num_classes)},
+                          items=chosen_head_hits(fitted["bank"], best, CachedFeatures(
+                              features["val"], torch.tensor(val.targets), n_blocks, True, ctx.device)))
+
+
+@torch.no_grad()
+def chosen_head_hits(bank: LinearBank, head: int, data: CachedFeatures) -> dict[str, ItemScores]:
+    """Each val image's top-1 / top-5 hit (x 100) under the selected head: the intervals bootstrap these."""
+    hits: dict[int, list[torch.Tensor]] = {1: [], 5: []}
+    for cls, avg, y in data.in_order(1024):
+        logits = bank(cls, avg)[:, head]
+        for k in hits:
+            hits[k].append(topk_hits(logits, y.to(logits.device), k).cpu())
+    return {f"top{k}": ItemScores(torch.cat(v).double().numpy(), "mean", 100.0) for k, v in hits.items()}

@@ -30,7 +30,7 @@ from bench.data.nyu import (DepthInputTransform, NYUDepth, encoder_input_size, h
 from bench.features import FeatureSpec
 from bench.metrics.depth import DepthEvalConfig, DepthMeter, constant_predictions, heldout_rmse
 from bench.runtime import head_threads
-from bench.task import FeatureProbe, FeatureRequest, TaskMeta, TaskResult
+from bench.task import FeatureProbe, FeatureRequest, ItemScores, TaskMeta, TaskResult
 from bench.viz import depth_examples
 from heads.bank import select_best
 from heads.depth import BankResult, BinSpec, DepthFeatures, predict, train_bank
@@ -140,7 +140,10 @@ class DepthProbe(FeatureProbe):
         metrics = {**meter.summary(), "rmse_constant_baseline": meter_const.summary()["rmse"],
                    "val_rmse": fitted.val[best], "val_rmse_constant_baseline": fitted.val_const}
         self._log(ctx, cfg, fitted, inputs, meter.n_images, ev, examples)
-        return TaskResult(metrics)
+        # each test image's metrics (NaN where it has no valid pixel; the metric is their nanmean)
+        items = {k: ItemScores(np.array([r[k] for r in meter.rows], dtype=np.float64), "nanmean")
+                 for k in meter.summary() if k in metrics and self.meta.metric(k).role == "score"}
+        return TaskResult(metrics, items=items)
 
     def _log(self, ctx: EvalContext, cfg: DepthProbeConfig, fitted: Fitted, inputs, n_evaluated: int,
              ev: DepthEvalConfig, examples) -> None:

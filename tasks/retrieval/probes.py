@@ -15,10 +15,10 @@ from bench.context import EvalContext
 from bench.data.retrieval import (ImageListDataset, PatchMultipleResize, SquareResize, load_amstertime, load_gnd,
                                   load_met, revisited_datasets, size_buckets, snap_to_patch, subset)
 from bench.features import FeatureSpec
-from bench.metrics.retrieval import (REVISITED_PROTOCOLS, global_average_precision, hit_list_metrics, random_ranking,
-                                     revisited_metrics)
+from bench.metrics.retrieval import (REVISITED_PROTOCOLS, compute_map, global_average_precision, hit_list_metrics,
+                                     random_ranking, revisited_gnd, revisited_metrics)
 from bench.search import cosine_topk
-from bench.task import FeatureProbe, FeatureRequest, Task, TaskResult
+from bench.task import FeatureProbe, FeatureRequest, ItemScores, Task, TaskResult
 from tasks.retrieval import AMSTERTIME_K
 
 FAISS_GPU_MAX_K = 2048  # FAISS GPU flat search returns at most 2048 neighbours
@@ -78,7 +78,10 @@ class RevisitedRetrieval(FeatureProbe):
         metrics.update({f"mAP_{p}_random": baseline[f"mAP_{p}_random"] for p in REVISITED_PROTOCOLS})
         ctx.log_params(transform=inputs["database"].transform, n_database=n_db, n_queries=n_q,
                        gnd_file=self.options["gnd_file"], **{f"n_{k}": v for k, v in counts.items()})
-        return TaskResult(metrics)
+        # per-query AP (x 100; NaN for a query without positives, left out as revisitop does)
+        items = {f"mAP_{p}": ItemScores(compute_map(ranks, revisited_gnd(gnd.gnd, p))["aps"], "nanmean", 100.0)
+                 for p in REVISITED_PROTOCOLS}
+        return TaskResult(metrics, items=items)
 
 
 class MetRetrieval(Task):
@@ -149,7 +152,12 @@ class AmsterTimeRetrieval(FeatureProbe):
         rand = [hit_list_metrics(random_ranking(2 * n, n, ctx.seed * 1000 + r)[:, :k] == both)["mAP"]
                 for r in range(cfg.random_repeats)]
         ctx.log_params(transform=inputs["old"].transform, n_pairs=n, k=k)
-        return TaskResult({"mAP": pooled["mAP"], "top1": pooled["top1"], "top5": pooled["top5"],
+        hits = np.concatenate([rel["old2new"], rel["new2old"]]).astype(np.float64)
+        ap = (np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1) * hits).sum(1)  # per query, as hit_list_metrics
+        items = {"mAP": ItemScores(ap, "mean", 100.0),
+                 **{f"top{t}": ItemScores(hits[:, :t].any(1).astype(np.float64), "mean", 100.0)
+                    for t in (1, 5) if t <= hits.shape[1]}}
+        return TaskResult(items=items, metrics={"mAP": pooled["mAP"], "top1": pooled["top1"], "top5": pooled["top5"],
                            "mAP_old2new": hit_list_metrics(rel["old2new"])["mAP"],
                            "mAP_new2old": hit_list_metrics(rel["new2old"])["mAP"],
                            "mAP_random": float(np.mean(rand))})

@@ -30,10 +30,11 @@ from bench.features import FeatureSpec
 from bench.metrics import Metric
 from bench.metrics.segmentation import (bank_miou, majority_baseline, majority_class, per_class_breakdown,
                                         per_class_table, quiet_compute)
-from bench.task import Task, TaskMeta, TaskResult
+from bench.task import ItemScores, Task, TaskMeta, TaskResult
 from tasks.segmentation.config import SegConfig, default_config
 from tasks.segmentation.faithful import Trained, train_faithful
 
+PER_IMAGE_COUNTS = "per_image_counts"  # run_test also returns each image's intersection / union counts
 # how the fast variant picks its bank member (the direction is what matters: higher is better)
 SELECTION = Metric("holdout_mIoU", True, "mIoU (%) of a bank member on the part of train held out for selection",
                    "%", "diagnostic")
@@ -65,6 +66,7 @@ class SegProbe(Task):
         cap = cfg.max_val_images
         val_idx = None if cap is None or n_val <= cap else np.linspace(0, n_val - 1, cap).round().astype(int).tolist()
         metrics, per_class, examples = run_test(ctx, trained, data, cfg, self.multiscale, val_idx)
+        counts = metrics.pop(PER_IMAGE_COUNTS)  # (images, 2, classes): intersection, union per class
         baseline = majority_baseline(data, trained.majority_class, val_idx)
         classes = data.metainfo()["classes"]
         ctx.log_params(
@@ -82,7 +84,8 @@ class SegProbe(Task):
         if path is not None and examples:
             segmentation_examples(path, examples, data.metainfo())
         scores = {k: float(metrics[k]) for k in ("mIoU", "mAcc", "aAcc")}
-        return TaskResult({**scores, "mIoU_majority_baseline": baseline}, per_class_breakdown(per_class))
+        return TaskResult({**scores, "mIoU_majority_baseline": baseline}, per_class_breakdown(per_class),
+                          items={"mIoU": ItemScores(counts, "miou", 100.0)})
 
 
 # ------------------------------------------------------------------------------ fast variant
@@ -198,7 +201,10 @@ def run_test(ctx: EvalContext, trained: Trained, data, cfg: SegConfig, multiscal
                 examples.append((o.img_path, o.gt_sem_seg.data.squeeze(0).cpu().numpy(),
                                  o.pred_sem_seg.data.squeeze(0).cpu().numpy()))
     per_class = per_class_table(metric)
-    return quiet_compute(metric), per_class, examples
+    scores = quiet_compute(metric)
+    scores[PER_IMAGE_COUNTS] = np.stack([np.stack([np.asarray(r[0], dtype=np.float64), np.asarray(r[1], dtype=np.float64)])
+                                         for r in metric.results]) if metric.results else np.zeros((0, 2, 0))
+    return scores, per_class, examples
 
 
 __all__ = ["SegConfig", "SegProbe", "run_test", "test_pipeline", "train_fast"]
