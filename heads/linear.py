@@ -121,8 +121,6 @@ class LinearBank(nn.Module):
             lrs.append(torch.tensor([self.specs[i].lr for i in members], dtype=torch.float32))
         for gi, lr in enumerate(lrs):
             self.register_buffer(f"lr{gi}", lr, persistent=False)
-        order = [i for _, members in self.groups for i in members]
-        self.register_buffer("unsort", torch.argsort(torch.tensor(order)), persistent=False)
         self._momentum: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.groups)
         self.max_blocks = max(s.n_blocks for s in self.specs)
         self.needs_avgpool = any(s.avgpool for s in self.specs)
@@ -133,17 +131,64 @@ class LinearBank(nn.Module):
 
     def forward(self, cls: torch.Tensor, avgpool: torch.Tensor | None = None) -> torch.Tensor:
         """cls, avgpool (B, L, D) -> logits (B, H, C) in spec order."""
-        outs = []
+        out = None
         for gi, ((n_blocks, avg), members) in enumerate(self.groups):
             x = linear_input(cls, avgpool, n_blocks, avg)
             w, b = self.weights[gi], self.biases[gi]
-            outs.append((x @ w.view(w.shape[0], -1)).view(x.shape[0], len(members), -1) + b)
-        logits = torch.cat(outs, 1) if len(outs) > 1 else outs[0]
-        return logits if len(self.groups) == 1 else logits.index_select(1, self.unsort)
+            logits = torch.addmm(b.view(1, -1), x, w.view(w.shape[0], -1)).view(x.shape[0], len(members), -1)
+            if len(self.groups) == 1:
+                return logits
+            if out is None:
+                out = logits.new_empty(x.shape[0], self.num_heads, self.num_classes)
+            out[:, members] = logits
+        return out
 
     def train_step(self, cls: torch.Tensor, avgpool: torch.Tensor | None, targets: torch.Tensor,
                    lr_factor: float, momentum: float = 0.9, weight_decay: float = 0.0) -> torch.Tensor:
-        """One SGD-momentum step of every head (torch.optim.SGD semantics); returns each head's loss."""
+        """One SGD-momentum step of every head (torch.optim.SGD semantics); returns each head's loss.
+
+        Fused (no autograd): per weight group one addmm gives the logits, the cross-entropy gradient
+        (softmax - one-hot) / B is formed in place in that buffer, and one more addmm folds the weight
+        gradient into the momentum buffer (buf = momentum * buf + x^T G); the update applies each
+        head's learning rate in place. Every pass over the (in, H, C) weights is one the maths needs, so
+        the bank costs the matmuls of its heads and nothing else (`train_step_reference` is autograd)."""
+        losses = torch.empty(self.num_heads, device=cls.device)
+        with torch.no_grad():
+            for gi, ((n_blocks, avg), members) in enumerate(self.groups):
+                x = linear_input(cls, avgpool, n_blocks, avg)
+                w, bias = self.weights[gi], self.biases[gi]
+                b, h, c = x.shape[0], len(members), self.num_classes
+                w2 = w.view(w.shape[0], h * c)
+                z = torch.addmm(bias.view(1, -1), x, w2).view(b, h, c)
+                lse = torch.logsumexp(z, dim=2, keepdim=True)  # (B, H, 1)
+                at = targets.view(b, 1, 1).expand(b, h, 1)
+                losses[members] = (lse - z.gather(2, at)).squeeze(2).mean(0)
+                g = z.sub_(lse).exp_()  # softmax, in place
+                g.scatter_add_(2, at, torch.full((b, h, 1), -1.0, dtype=g.dtype, device=g.device)).div_(b)
+                g2 = g.view(b, h * c)
+                mom = self._momentum[gi]
+                if mom is None:
+                    buf_w, buf_b = x.T @ g2, g2.sum(0)
+                    if weight_decay:
+                        buf_w.add_(w2, alpha=weight_decay)
+                        buf_b.add_(bias.view(-1), alpha=weight_decay)
+                    self._momentum[gi] = mom = (buf_w, buf_b)
+                else:
+                    buf_w, buf_b = mom
+                    buf_w.addmm_(x.T, g2, beta=momentum)
+                    buf_b.mul_(momentum).add_(g2.sum(0))
+                    if weight_decay:
+                        buf_w.add_(w2, alpha=weight_decay)
+                        buf_b.add_(bias.view(-1), alpha=weight_decay)
+                neg_lr = getattr(self, f"lr{gi}") * -lr_factor  # (H_g,)
+                w.addcmul_(buf_w.view_as(w), neg_lr.view(1, -1, 1))
+                bias.addcmul_(buf_b.view_as(bias), neg_lr.view(-1, 1))
+        return losses
+
+    def train_step_reference(self, cls: torch.Tensor, avgpool: torch.Tensor | None, targets: torch.Tensor,
+                             lr_factor: float, momentum: float = 0.9, weight_decay: float = 0.0) -> torch.Tensor:
+        """The same step through autograd and per-group tensor updates (what `train_step` fuses;
+        kept as its reference in tests/test_fused_heads.py)."""
         logits = self(cls, avgpool)
         b, h, c = logits.shape
         loss = F.cross_entropy(logits.reshape(b * h, c), targets.repeat_interleave(h), reduction="none")
@@ -158,13 +203,14 @@ class LinearBank(nn.Module):
                 grads = [w.grad, bias.grad]
                 if weight_decay:
                     grads = [g.add(p, alpha=weight_decay) for g, p in zip(grads, (w, bias))]
+                grads = [grads[0].reshape(w.shape[0], -1), grads[1].reshape(-1)]  # the fused step's layout
                 if self._momentum[gi] is None:
                     bufs = tuple(g.clone() for g in grads)
                 else:
                     bufs = tuple(buf.mul_(momentum).add_(g) for buf, g in zip(self._momentum[gi], grads))
                 self._momentum[gi] = bufs
-                w.sub_(bufs[0] * lr.view(1, -1, 1))
-                bias.sub_(bufs[1] * lr.view(-1, 1))
+                w.sub_(bufs[0].view_as(w) * lr.view(1, -1, 1))
+                bias.sub_(bufs[1].view_as(bias) * lr.view(-1, 1))
         return per_head.detach()
 
     def head_state(self, h: int) -> tuple[torch.Tensor, torch.Tensor]:
