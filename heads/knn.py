@@ -1,15 +1,16 @@
 """Weighted kNN classification, DINO protocol (Caron et al. 2021, `eval_knn.py`).
 
-L2-normalised features, cosine similarity, the top-max(k) neighbours found once (FAISS inner
-product), votes weighted by exp(sim / T) and summed per class; every k reads a prefix of the same
+L2-normalised features, cosine similarity, the top-max(k) neighbours found once (exact search,
+`bench.search`: the backend is a runtime choice, logged as `search_backend`), votes weighted by exp(sim / T) and summed per class; every k reads a prefix of the same
 neighbour list, so one search scores all k.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from bench.config import RUNTIME
 from bench.metrics.classification import topk_accuracy
 from bench.search import cosine_topk
 
@@ -18,6 +19,7 @@ from bench.search import cosine_topk
 class KnnConfig:
     ks: tuple[int, ...] = (10, 20, 100, 200)
     temperature: float = 0.07
+    search: str = field(default="auto", metadata=RUNTIME)  # exact search backend (bench.search.BACKENDS)
 
 
 def knn_vote(sims: torch.Tensor, neighbour_labels: torch.Tensor, num_classes: int, k: int,
@@ -34,7 +36,7 @@ def knn_classify(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fea
                  device: str = "cpu") -> dict[str, float]:
     """Top-1/top-5 accuracy (percent) for every k in `cfg.ks` (k is capped at the train size)."""
     max_k = min(max(cfg.ks), len(train_feats))
-    sims, idx = cosine_topk(test_feats, train_feats, max_k, device=device)
+    sims, idx = cosine_topk(test_feats, train_feats, max_k, device=device, backend=cfg.search)
     neighbour_labels = train_labels[idx]
     metrics: dict[str, float] = {}
     for k in cfg.ks:

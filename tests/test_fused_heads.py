@@ -67,3 +67,20 @@ def test_bank_forward_orders_interleaved_groups():
         one = LinearBank([specs[h]], 6, 4, seed=0)
         torch.testing.assert_close(logits[:, h], one(cls, avg)[:, 0])
         torch.testing.assert_close(one.head_state(0)[0], w)
+
+
+def test_exact_search_backends_agree_and_auto_is_recorded():
+    """torch matmul + top-k = FAISS's flat index (both exact); auto on a CPU is torch."""
+    pytest.importorskip("faiss")
+    from bench.search import cosine_topk, resolve_backend
+
+    g = torch.Generator().manual_seed(0)
+    db = torch.randn(500, 16, generator=g)
+    q = db[:40] + 0.3 * torch.randn(40, 16, generator=g)
+    st, it = cosine_topk(q, db, 25, backend="torch")
+    sf, i_f = cosine_topk(q, db, 25, backend="faiss-cpu")
+    torch.testing.assert_close(st, sf, rtol=0, atol=1e-5)
+    assert (it == i_f).float().mean() > 0.99 and (it[:, 0] == torch.arange(40)).all()
+    assert resolve_backend(25, "cpu") == "torch"
+    with pytest.raises(ValueError, match="did you mean 'faiss-cpu'"):
+        resolve_backend(25, "cpu", "faiss_cpu")

@@ -19,7 +19,7 @@ KNN_NOTES = {
     "features": "cls-last-block-l2norm",
     "similarity": "cosine",
     "voting": "sum-exp(sim/T)-one-top-max-k-pass",
-    "search": "faiss-IndexFlatIP",
+    "search": "exact top-k (bench.search; the backend run is the search_backend param)",
 }
 
 LINEAR_METRICS = (

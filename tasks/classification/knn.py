@@ -9,7 +9,7 @@ from bench.data.imagefolder import ImageFolder
 from bench.data.transforms import EvalTransform
 from bench.features import FeatureSpec
 from bench.metrics.classification import topk_accuracy, topk_hits
-from bench.search import cosine_topk
+from bench.search import cosine_topk, resolve_backend
 from bench.task import FeatureProbe, FeatureRequest, ItemScores, TaskResult
 from heads.knn import KnnConfig, effective_ks, knn_vote
 
@@ -39,7 +39,8 @@ class KnnProbe(FeatureProbe):
         train, val = inputs["train"].dataset, inputs["val"].dataset
         ctx.log_params(transform=inputs["train"].transform, n_train=len(train),
                        n_val=len(val), num_classes=len(train.classes),
-                       ks_effective=",".join(map(str, effective_ks(cfg, len(train)).values())))
+                       ks_effective=",".join(map(str, effective_ks(cfg, len(train)).values())),
+                       search_backend=resolve_backend(min(max(cfg.ks), len(train)), ctx.device.type, cfg.search))
         metrics, items = knn_with_items(features["train"]["cls"][:, -1], torch.tensor(train.targets),
                                         features["val"]["cls"][:, -1], torch.tensor(val.targets), len(train.classes),
                                         cfg, device=ctx.device.type)
@@ -51,7 +52,7 @@ def knn_with_items(train_feats, train_labels, test_feats, test_labels, num_class
     """`heads.knn.knn_classify`'s metrics from the same single search, plus each test image's hit
     (x 100, so the mean is the accuracy) for every metric: the intervals bootstrap these."""
     max_k = min(max(cfg.ks), len(train_feats))
-    sims, idx = cosine_topk(test_feats, train_feats, max_k, device=device)
+    sims, idx = cosine_topk(test_feats, train_feats, max_k, device=device, backend=cfg.search)
     neighbour_labels = train_labels[idx]
     metrics, items = {}, {}
     for k in cfg.ks:

@@ -28,7 +28,7 @@ REVISITED_METRICS = tuple(
 )
 REVISITED_NOTES = {
     "features": "cls-last-block",
-    "similarity": "cosine (faiss IndexFlatIP on l2-normalised features)",
+    "similarity": "cosine on l2-normalised features, exact search (backend: the search_backend param)",
     "ranking": "full database; queries cropped to bbx first",
     "ap_rule": "revisitop trapezoid, junk removed from the ranking",
     "easy": "ok=easy junk=junk+hard", "medium": "ok=easy+hard junk=junk", "hard": "ok=hard junk=junk+easy",
@@ -43,7 +43,7 @@ MET_METRICS = (
 MET_NOTES = {
     "features": "cls-last-block",
     "classifier": "1-NN exhibit, confidence = cosine similarity",
-    "similarity": "cosine (faiss IndexFlatIP on l2-normalised features)",
+    "similarity": "cosine on l2-normalised features, exact search (backend: the search_backend param)",
     "resize": "native size, each side snapped to the nearest multiple of the patch size",
     "queries": "testset.json (Met + distractors)",
 }
@@ -58,7 +58,7 @@ AMSTERTIME_METRICS = (
 )
 AMSTERTIME_NOTES = {
     "features": "cls-last-block",
-    "similarity": "cosine (faiss IndexFlatIP on l2-normalised features)",
+    "similarity": "cosine on l2-normalised features, exact search (backend: the search_backend param)",
     "directions": "old->new and new->old pooled (official eval.py 'All')",
     "ap_rule": f"official hit list: AP = sum_i P@i rel_i within the first {AMSTERTIME_K}",
 }

@@ -1,6 +1,6 @@
 """Retrieval behaviour: revisited Oxford/Paris (and the synthetic twin), the Met, AmsterTime.
 
-Every ranking goes through `bench.search` (FAISS inner product on L2-normalised features; GPU index
+Every ranking goes through `bench.search` (exact inner product on L2-normalised features; GPU index
 when one is present). See the package docstring for the protocols.
 """
 from __future__ import annotations
@@ -17,11 +17,10 @@ from bench.data.retrieval import (ImageListDataset, PatchMultipleResize, SquareR
 from bench.features import FeatureSpec
 from bench.metrics.retrieval import (REVISITED_PROTOCOLS, compute_map, global_average_precision, hit_list_metrics,
                                      random_ranking, revisited_gnd, revisited_metrics)
-from bench.search import cosine_topk
+from bench.search import cosine_topk, resolve_backend
 from bench.task import FeatureProbe, FeatureRequest, ItemScores, Task, TaskResult
 from tasks.retrieval import AMSTERTIME_K
 
-FAISS_GPU_MAX_K = 2048  # FAISS GPU flat search returns at most 2048 neighbours
 CLS = FeatureSpec(("cls",), 1)
 
 
@@ -43,11 +42,11 @@ def _mean_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
 
 
 def rank(ctx: EvalContext, queries: torch.Tensor, database: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(similarities, database indices), each (Q, k), best first. A full ranking longer than the GPU
-    index can return is searched with the (exact, same) CPU flat index."""
+    """(similarities, database indices), each (Q, k), best first: exact search by the fastest exact
+    backend for the device and k (`bench.search`), logged as `search_backend`."""
     k = min(k, database.shape[0])
-    device = ctx.device.type if k <= FAISS_GPU_MAX_K else "cpu"
-    sims, idx = cosine_topk(queries, database, k, device=device)
+    ctx.log_params(search_backend=resolve_backend(k, ctx.device.type))
+    sims, idx = cosine_topk(queries, database, k, device=ctx.device.type)
     return sims.numpy(), idx.numpy()
 
 
