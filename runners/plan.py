@@ -237,13 +237,13 @@ def make_plan(cfg: RunConfig) -> Plan:
 
 def missing_weights(encoder: str, weights: str | None) -> str:
     """Why a base encoder cannot load here ("" when it can): checked before any data is generated."""
-    from bench.encoders import encoder_card
+    from bench.encoders import encoder_card, self_pretrainer
     from bench.encoders.naming import parse_encoder_name
     from bench.encoders.weights import MissingWeightsError, find_weights
 
     if weights:
         return "" if Path(weights).is_file() else f"--weights {weights}: no such file"
-    if parse_encoder_name(encoder).variant:  # variants: their provider's prerequisite says what is missing
+    if parse_encoder_name(encoder).variant or self_pretrainer(encoder):  # their prerequisite says what is missing
         return ""
     card = encoder_card(encoder)
     if card.random_init:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from bench.encoders.cards import EncoderCard
 from bench.encoders.naming import EncoderName, parse_encoder_name
-from bench.encoders.variants import ENCODER_VARIANTS, Prerequisite
+from bench.encoders.variants import ENCODER_VARIANTS, SELF_PRETRAINED, Prerequisite
 from bench.registry import Registry, UnknownNameError, import_submodules
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -118,8 +118,15 @@ def encoder_prerequisite(name: str, weights: str | Path | None = None, *,
     """
     parsed = resolve_name(name)
     if parsed.variant is None:
-        return None
+        pre = self_pretrainer(parsed.base)
+        return None if pre is None else pre.prerequisite(parsed.base, weights, progress=progress)
     return ENCODER_VARIANTS.get(parsed.variant).prerequisite(parsed, weights, preset=preset, progress=progress)
+
+
+def self_pretrainer(name: str):
+    """The `SelfPretrainer` of a base encoder whose weights this project makes (``vit-tiny-synth``), or None."""
+    base = base_name(name)  # discovers the zoo, whose modules register the pretrainers
+    return SELF_PRETRAINED.get(base) if base in SELF_PRETRAINED else None
 
 
 def load_encoder(name: str, weights: str | Path | None = None, seed: int = 0) -> "Encoder":
@@ -136,6 +143,9 @@ def load_encoder(name: str, weights: str | Path | None = None, seed: int = 0) ->
 
         entry = ENCODERS.entry(parsed.base)
         card: EncoderCard = entry.meta["card"]
+        pre = self_pretrainer(parsed.base) if weights is None else None
+        if pre is not None:  # made by this project (`bench pretrain NAME`): NotTrainedError when not yet
+            weights = pre.weights_file(parsed.base)
         resolved = None if card.random_init and weights is None else resolve_weights(card, weights)
         encoder = entry.load()(weights=resolved, seed=seed)
     encoder.name = str(parsed)
@@ -145,4 +155,4 @@ def load_encoder(name: str, weights: str | Path | None = None, seed: int = 0) ->
 
 __all__ = ["ENCODERS", "ENCODER_VARIANTS", "BlockOutput", "Encoder", "EncoderCard", "EncoderName", "EncoderOutput",
            "Preprocess", "Prerequisite", "base_name", "check_encoder_name", "encoder_card", "encoder_prerequisite",
-           "load_encoder", "parse_encoder_name", "register_encoder", "resolve_name"]
+           "load_encoder", "parse_encoder_name", "register_encoder", "resolve_name", "self_pretrainer"]

@@ -9,6 +9,11 @@ and implements `VariantProvider`:
 * ``prerequisite(name, weights, preset=...)`` says what must be done first (a `Prerequisite`), or
   None. It is a planner's call: fast, no model building, no training.
 
+A *self-pretrained* base encoder (``vit-tiny-synth``: pretrained here, by a command of this project)
+is planned the same way: its zoo module registers a `SelfPretrainer` in `SELF_PRETRAINED`, whose
+``prerequisite`` is the pretraining step and whose ``weights_file`` is where the result is cached
+(`bench.errors.NotTrainedError` when it is not there yet).
+
 Light on purpose (no torch): dry-run planners import it.
 """
 from __future__ import annotations
@@ -59,4 +64,16 @@ class VariantProvider(Protocol):
 
 ENCODER_VARIANTS: Registry[VariantProvider] = Registry("encoder variant")
 
-__all__ = ["ENCODER_VARIANTS", "Prerequisite", "VariantProvider", "format_seconds"]
+
+class SelfPretrainer(Protocol):
+    def weights_file(self, name: str) -> Path: ...  # the cached weights; NotTrainedError when absent
+
+    def prerequisite(self, name: str, weights: str | Path | None = None, *,
+                     progress: bool = True) -> Prerequisite | None: ...
+
+
+# base encoders whose weights this project makes (registered by their zoo modules, lazily)
+SELF_PRETRAINED: Registry[SelfPretrainer] = Registry("self-pretrained encoder")
+
+__all__ = ["ENCODER_VARIANTS", "Prerequisite", "SELF_PRETRAINED", "SelfPretrainer", "VariantProvider",
+           "format_seconds"]

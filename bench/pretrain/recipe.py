@@ -1,0 +1,110 @@
+"""What a self-pretrained encoder is made from (the recipe) and where the result is cached.
+
+Light (no torch): the planner reads it to say whether pretraining is needed and how long it takes.
+The recipe's hash is part of the cached file's metadata; a cached file of another recipe or other
+training images is not reused (it is retrained).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from bench.paths import checkpoints_root
+
+WEIGHTS_FILE = "encoder.safetensors"
+STATE_FILE = "pretrain_state.pt"  # resume point (tensors only; read with weights_only=True)
+LOG_FILE = "pretrain_log.json"
+FORMAT = "spatialboost-bench/self-pretrained-v1"
+LABEL = "self-pretrained on synthetic scenes"
+
+
+@dataclass(frozen=True)
+class PretrainRecipe:
+    """DINO (Caron et al. 2021) at laptop scale; values differing from the paper's ViT-S recipe are noted."""
+
+    encoder: str = "vit-tiny-synth"
+    arch: str = "vit_tiny_patch16_224"  # the same ViT-Ti/16 as vit-tiny
+    objective: str = "dino"  # dino | simclr
+    init_seed: int = 0  # the student starts from vit-tiny's random init with this seed
+    seed: int = 0  # crops, shuffling
+    # data: the synthetic scenes' TRAINING split only (scene views + the object crops cut from them)
+    synth_preset: str = "small"
+    synth_seed: int = 0
+    sources: tuple[str, ...] = ("scenes", "cls")
+    cache_side: int = 128  # images are decoded once and kept at this shorter side (RAM, speed)
+    # multi-crop (DINO: 2 x 224 global, scale 0.4-1; 10 x 96 local, scale 0.05-0.4)
+    global_size: int = 64
+    local_size: int = 32
+    n_local: int = 4
+    global_scale: tuple[float, float] = (0.3, 1.0)
+    local_scale: tuple[float, float] = (0.05, 0.3)
+    # head / loss (DINO: out_dim 65536, hidden 2048, bottleneck 256)
+    out_dim: int = 1024
+    hidden_dim: int = 512
+    bottleneck_dim: int = 128
+    student_temp: float = 0.1
+    teacher_temp: float = 0.04
+    warmup_teacher_temp: float = 0.02
+    warmup_teacher_temp_steps: int = 30
+    center_momentum: float = 0.9
+    temperature: float = 0.2  # simclr
+    # optimisation (DINO: lr 5e-4 x batch/256, wd 0.04 -> 0.4, EMA 0.996 -> 1, clip 3, 100+ epochs)
+    steps: int = 300
+    batch_size: int = 64
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    warmup_steps: int = 30
+    weight_decay: float = 0.04
+    weight_decay_end: float = 0.4
+    ema_momentum: float = 0.99
+    clip_grad: float = 3.0
+    freeze_last_layer_steps: int = 30
+    threads: int = 0  # 0 = torch's default
+    save_every: int = 50  # resume point every this many steps
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # vit-tiny's preprocessing
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    notes: tuple[str, ...] = field(default=(
+        "crops 64/32 px instead of 224/96 (CPU budget; position embeddings interpolated)",
+        "300 steps of batch 64 instead of 100+ epochs of ImageNet",
+        "head 1024 prototypes instead of 65536"), compare=False)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def hash(self) -> str:
+        """Identity of the recipe (runtime knobs and notes excluded)."""
+        d = {k: v for k, v in self.to_dict().items() if k not in ("threads", "save_every", "notes")}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def with_overrides(self, **kw) -> "PretrainRecipe":
+        fields = self.__dataclass_fields__
+        bad = [k for k in kw if k not in fields]
+        if bad:
+            from bench.registry import did_you_mean
+
+            raise ValueError(f"unknown pretrain setting(s) {bad}; close: "
+                             f"{[s for b in bad for s in did_you_mean(b, list(fields))]}")
+        typed = {k: type(getattr(self, k))(v) if not isinstance(getattr(self, k), tuple) else tuple(v)
+                 for k, v in kw.items()}
+        return replace(self, **typed)
+
+
+RECIPES: dict[str, PretrainRecipe] = {"vit-tiny-synth": PretrainRecipe()}
+
+# Wall time of the default recipe measured on the 2-core development machine (data loading included),
+# used by the planner until a finished pretraining has recorded its own (pretrain_log.json).
+MEASURED_SECONDS = {"vit-tiny-synth": 240.0}
+
+
+def output_dir(name: str) -> Path:
+    return checkpoints_root() / name
+
+
+def weights_path(name: str) -> Path:
+    return output_dir(name) / WEIGHTS_FILE
+
+
+__all__ = ["FORMAT", "LABEL", "LOG_FILE", "MEASURED_SECONDS", "PretrainRecipe", "RECIPES", "STATE_FILE",
+           "WEIGHTS_FILE", "output_dir", "weights_path"]
