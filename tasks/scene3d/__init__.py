@@ -1,0 +1,62 @@
+"""Lexicon3D 3D-scene probes (paper Table 3): frozen 2D features lifted onto ScanNet point clouds,
+then 3D semantic segmentation, partial-scene registration, ScanRefer grounding and ScanQA / SQA3D
+question answering; each real task has a synthetic twin on rendered rooms in the same layouts.
+Metadata only (no torch); behaviour in semseg.py, registration.py, grounding.py, qa.py. See docs/3d.md."""
+from __future__ import annotations
+
+from bench.data.scannet_sources import Synth3DData, scannet_data
+from bench.metrics import Metric, reference
+from bench.task import Need, TaskMeta
+from tasks import register_task
+
+REFERENCE = "Man et al. 2024, Lexicon3D (github.com/YunzeMan/Lexicon3D @a58be22); SpatialBoost App. A.4"
+SYNTH = Synth3DData()
+LIFT = {"lifting": "lexicon3d-fusion_util(round-pixel,border10,vis0.25-relative,bicubic-240x320,mean-over-views)",
+        "features": "patches-last-block, fp16 per-scene point features cached by encoder identity"}
+
+SEMSEG_METRICS = (
+    Metric("miou", True, "mean IoU over the 20 ScanNet classes (absent classes count 0, as SemsegMeter)", "%"),
+    Metric("accuracy", True, "point accuracy over all val points", "%"),
+    Metric("macc", True, "mean class accuracy over 20 classes", "%", "diagnostic"),
+    Metric("miou_present", True, "mean IoU over the classes present in val", "%", "diagnostic"),
+    Metric("classes_present", True, "classes present in the val ground truth", "", "diagnostic"),
+    reference("majority_accuracy", True, "accuracy of always predicting the most frequent train class", "%"))
+REG_METRICS = (
+    Metric("rr_at_0.05m", True, "registration recall: RMSE of overlapping cloud-1 points < 0.05 m", "%"),
+    Metric("rte_m", False, "mean relative translation error (se3_compare)", "m"),
+    Metric("rre_deg", False, "mean relative rotation error (se3_compare)", "deg"),
+    Metric("rmse_m", False, "mean RMSE of overlapping cloud-1 points", "m", "diagnostic"),
+    Metric("pairs_skipped", False, "scenes without two overlapping partial clouds (counted, not scored)", "",
+           "diagnostic"),
+    reference("identity_rr", True, "RR of predicting the identity transform", "%"))
+
+SEMSEG_DATA = scannet_data("ScanNet v2 (OpenScene export)", ("meta_data",))
+REG_DATA = scannet_data("ScanNet v2 + Lexicon3D registration poses", ("meta_data", "lexicon3d/unified_pose"))
+
+
+def _register(name, kind, impl, metrics, headline, data, description, paper: bool, twin_of=None, extra=None,
+              needs=Need.FEATURES):
+    register_task(TaskMeta(
+        name=name, group="3d", description=description, data=data, metrics=metrics, headline=headline,
+        protocol=f"lexicon3d-{kind}", paper_task=name if paper else None, twin_of=twin_of, reference=REFERENCE,
+        notes={**LIFT, **(extra or {})}, needs=needs | (Need.GPU if paper else Need.NONE)),
+        impl, synthetic=not paper)
+
+
+SEMSEG_NOTES = {"labels": "ScanNet-20 (nyu40 ids 1..39 subset -> 0..19, rest -1 ignore)",
+                "head": "Linear(C,20), softmax then CrossEntropyLoss, Adam, batch = 1 scene"}
+REG_NOTES = {"pairs": "views [0,k) vs [k,2k) lifted separately, FPS per cloud, cloud 2 moved by unified_pose",
+             "head": "REGTR cross-encoder + correspondence decoder + weighted Kabsch (both directions)",
+             "rr_rule": "RMSE(T_pred x, T_gt x) over overlapping cloud-1 points < 0.05 m (inferred; not in Lexicon3D)"}
+_register("scannet-3d-semseg", "semseg", "tasks.scene3d.semseg:Semseg3D", SEMSEG_METRICS, "miou", SEMSEG_DATA,
+          "ScanNet 3D semantic segmentation (20 classes), linear probe on lifted features (Table 3)", True,
+          extra=SEMSEG_NOTES)
+_register("synth-scannet-3d-semseg", "semseg", "tasks.scene3d.semseg:Semseg3D", SEMSEG_METRICS, "miou", SYNTH,
+          "Synthetic ScanNet twin: 3D semantic segmentation, linear probe on lifted features", False,
+          "scannet-3d-semseg", SEMSEG_NOTES)
+_register("scannet-registration", "registration", "tasks.scene3d.registration:Registration3D", REG_METRICS,
+          "rr_at_0.05m", REG_DATA, "ScanNet partial-scene registration (REGTR-style head, RR@0.05 m) (Table 3)", True,
+          extra=REG_NOTES)
+_register("synth-scannet-registration", "registration", "tasks.scene3d.registration:Registration3D", REG_METRICS,
+          "rr_at_0.05m", SYNTH, "Synthetic ScanNet twin: partial-scene registration from disjoint view sets", False,
+          "scannet-registration", REG_NOTES)
