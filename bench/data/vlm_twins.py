@@ -9,7 +9,7 @@ val scenes of the scene generator (exact geometry, so every answer is known in m
                   existence and counts of objects (10 identical human answers)
 
 Built once per synthetic preset under BENCH_HOME/data/vlm-twins-<preset>/ (manifest last, so a
-manifest means complete data); `TwinData` is the tasks' data source. Our own template wording
+manifest means complete data); `bench.data.vlm_twin_source.TwinData` is the tasks' data source. Our own template wording
 (docs/vlm-eval.md §4.4). Region metrics: centres and sizes of the objects' true 3D boxes (world z up);
 left/right and front/behind in the camera frame; directions as clock hours in the floor plane with
 12 o'clock = the viewer's forward direction.
@@ -26,34 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data.sources import SyntheticData, default_synth_preset
+from bench.data.vlm_twin_source import TwinData, twins_root
 from bench.io import atomic_path, write_json
 
-VERSION = 1
+VERSION = 2
 LAYOUTS = ("spatialrgpt", "blink", "vqav2")
 MIN_VISIBILITY, MIN_PIXELS = 0.5, 1500  # a region must be clearly visible to be asked about
+# sizes: SpatialRGPT-Bench has ~59 questions per category, BLINK Relative_Depth val 124; larger presets stop here
+MAX_PER_CATEGORY, MAX_DEPTH, MAX_GENERAL = 40, 124, 400
 UNITS = (("m", 1.0, "{:.2f} meters"), ("cm", 0.01, "{:.0f} centimeters"), ("in", 0.0254, "{:.1f} inches"),
          ("ft", 0.3048, "{:.1f} feet"))
-
-
-def twins_root(preset: str) -> Path:
-    from bench.paths import bench_home
-
-    return bench_home() / "data" / f"vlm-twins-{preset}"
-
-
-@dataclass(frozen=True)
-class TwinData(SyntheticData):
-    """One twin layout; generated (with the scenes it comes from) on first use."""
-
-    def root(self, preset: str | None = None) -> Path:
-        return twins_root(preset or default_synth_preset()) / self.layout
-
-    def generated(self, preset: str | None = None) -> bool:
-        return (twins_root(preset or default_synth_preset()) / "manifest.json").is_file()
-
-    def prepare(self, progress: bool = True, preset: str | None = None) -> Path:
-        return build_twins(preset or default_synth_preset(), progress=progress) / self.layout
 
 
 # ------------------------------------------------------------------------------------------ build
@@ -96,18 +78,28 @@ def _build(synth: Path, out: Path, rng: np.random.Generator, progress: bool) -> 
     views = list(_val_views(synth))
     if not views:
         raise RuntimeError(f"no val scenes under {synth / 'scenes'}: the twins are made from val scenes only")
+    from collections import Counter
+
     srgpt, blink, vqa_q, vqa_a = [], [], [], []
+    per_category: Counter = Counter()
     for n, (sd, meta, cam) in enumerate(tqdm(views, desc="vlm twins", unit="view", disable=not progress)):
         view = View3D.of(sd, meta, cam)
         rel = f"synthetic/{meta['scene_id']}/{cam['index']}.jpg"
-        _copy(sd / cam["color"], out / "spatialrgpt" / "images" / rel)
-        srgpt += spatial_records(view, rel, rng, first_category=n)
-        blink += depth_records(view, rng, len(blink))
-        image_id = 1 + n
-        _copy(sd / cam["color"], out / "vqav2" / "val2014" / f"COCO_val2014_{image_id:012d}.jpg")
-        q, a = general_records(view, image_id, rng, len(vqa_q))
-        vqa_q += q
-        vqa_a += a
+        new = [r for r in spatial_records(view, rel, rng, first_category=n)
+               if per_category[r["qa_info"]["category"]] < MAX_PER_CATEGORY]
+        if new:
+            _copy(sd / cam["color"], out / "spatialrgpt" / "images" / rel)
+            per_category.update(r["qa_info"]["category"] for r in new)
+            srgpt += new
+        if len(blink) < MAX_DEPTH:
+            blink += depth_records(view, rng, len(blink))[: MAX_DEPTH - len(blink)]
+        if len(vqa_q) < MAX_GENERAL:
+            image_id = 1 + n
+            q, a = general_records(view, image_id, rng, len(vqa_q))
+            if q:
+                _copy(sd / cam["color"], out / "vqav2" / "val2014" / f"COCO_val2014_{image_id:012d}.jpg")
+                vqa_q += q
+                vqa_a += a
     with atomic_path(out / "spatialrgpt" / "SpatialRGPT-Bench_v1.json") as tmp:
         tmp.write_text(json.dumps(srgpt, indent=1))
     _write_blink(out / "blink" / "Relative_Depth" / "val-00000-of-00001.parquet", blink)

@@ -9,7 +9,7 @@ See docs/vlm-eval.md.
 from __future__ import annotations
 
 from bench.data.sources import RealData
-from bench.data.vlm_twins import TwinData
+from bench.data.vlm_twin_source import TwinData
 from bench.metrics import Metric, reference
 from bench.task import Need, TaskMeta
 from tasks import register_task
