@@ -156,3 +156,34 @@ def test_cli_writes_answers_and_scores(trained, shared_home, capsys):
     assert len((out / "blink-relative-depth-synth" / "answers.jsonl").read_text().splitlines()) == 4
     assert "blink-relative-depth-synth: accuracy =" in capsys.readouterr().out
     assert main(["vlm", "eval", "--vlm", "vit-tiny", "--tasks", "imagenet-knn"]) == 2  # not a VLM task
+
+
+def test_llava_hf_checkpoint_loads_and_answers(tmp_path):
+    """The LLaVA-1.5 path on a folder in the transformers format (a tiny random LLaVA written here):
+    vicuna_v1 prompts, batched greedy answers equal one-by-one answers, text-only works."""
+    from PIL import Image
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor)
+
+    from bench.vlm.generate import LlavaHF
+    from bench.vlm.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(["A chat between a curious user and an assistant. USER: ASSISTANT: yes no red"] * 3, 300)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=28, patch_size=14, projection_dim=32)
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=2, pad_token_id=tok.pad_token_id,
+                       eos_token_id=tok.eos_token_id)
+    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
+                      vision_feature_layer=-2, vision_feature_select_strategy="default", image_seq_length=4)
+    torch.manual_seed(0)
+    LlavaForConditionalGeneration(cfg).save_pretrained(tmp_path)
+    LlavaProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}),
+                   tokenizer=tok, patch_size=14, vision_feature_select_strategy="default",
+                   num_additional_image_tokens=1).save_pretrained(tmp_path)
+    vlm = LlavaHF(str(tmp_path), torch.device("cpu"))
+    images = [Image.new("RGB", (40, 30), (200, 0, 0)), Image.new("RGB", (30, 40), (0, 200, 0))]
+    questions = ["What color?", "Is it red? Answer yes or no."]
+    batched = vlm.answer(images, questions, 5)
+    assert batched == [vlm.answer([im], [q], 5)[0] for im, q in zip(images, questions)]
+    assert len(vlm.answer([None, None], questions, 3)) == 2 and vlm.prompt_template == "vicuna_v1"

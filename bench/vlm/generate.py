@@ -149,8 +149,12 @@ class LlavaHF:
 
     @torch.no_grad()
     def answer(self, images: list, questions: list[str], max_new_tokens: int = 128) -> list[str]:
-        prompts = [VICUNA_V1.format(question=q) for q in questions]
-        inputs = self.processor(images=images, text=prompts, return_tensors="pt", padding=True).to(self.device)
+        if images[0] is None:  # text only (the text_only baseline): no image placeholder
+            prompts = [VICUNA_V1.replace("<image>\n", "").format(question=q) for q in questions]
+            inputs = self.processor.tokenizer(prompts, return_tensors="pt", padding=True).to(self.device)
+        else:
+            prompts = [VICUNA_V1.format(question=q) for q in questions]
+            inputs = self.processor(images=images, text=prompts, return_tensors="pt", padding=True).to(self.device)
         out = self.model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens)
         new = out[:, inputs["input_ids"].shape[1]:]
         return [t.strip() for t in self.processor.batch_decode(new, skip_special_tokens=True)]
