@@ -155,6 +155,20 @@ def test_spatial_majority_baseline_hand_computed():
     # constant answers: "yes" gets 2 of 3; the median distance 2.2 m is within 25% of 2 and 2.2 (not 10)
     assert metrics["majority"] == pytest.approx(200 / 3)
     assert breakdown["category:distance_data"]["parse_fail"] == 1.0 and rows[5]["parse_fail"]
+    assert breakdown["category:distance_data"]["majority"] == pytest.approx(200 / 3)
+    assert breakdown["category:above_predicate"]["accuracy"] == pytest.approx(200 / 3)
+
+
+def test_vqa_scores_with_majority_per_answer_type():
+    from bench.vlm.benchmarks import score
+    from bench.vlm.readers import VQAItem
+
+    items = [VQAItem("1", "q", ["yes"] * 10, category="yes/no"), VQAItem("2", "q", ["no"] * 10, category="yes/no"),
+             VQAItem("3", "q", ["no"] * 10, category="yes/no"), VQAItem("4", "q", ["red"] * 10, category="other")]
+    metrics, breakdown, rows = score("vqav2", items, ["Yes", "yes", "No.", "Red"])
+    assert metrics["accuracy"] == 75.0 and breakdown["category:yes/no"]["accuracy"] == pytest.approx(200 / 3)
+    assert breakdown["category:yes/no"]["majority"] == pytest.approx(200 / 3) and metrics["majority"] == 100.0 * 3 / 4
+    assert [r["correct"] for r in rows] == [True, False, True, True]
 
 
 # ------------------------------------------------------------------------------------- readers

@@ -72,6 +72,9 @@ def _headline(metrics: dict[str, float], headline: str) -> float:
 def _spatialrgpt(items, answers, headline):
     verdicts = [sp.score_spatial(it.category, a, it.answer) for it, a in zip(items, answers)]
     metrics, breakdown = sp.spatial_summary([(it.category, v) for it, v in zip(items, verdicts)])
+    for key, row in breakdown.items():  # the constant-answer floor next to each category's accuracy
+        if key.startswith("category:"):
+            row["majority"] = _spatial_majority([it for it in items if it.category == key.split(":", 1)[1]])
     metrics["accuracy"] = _headline(metrics, headline)
     maj = _spatial_majority_split(items)
     metrics["majority"] = _headline(maj, headline) if headline != "mean" else (maj["qualitative"] + maj["quantitative"]) / 2
@@ -92,12 +95,18 @@ def _blink(items, answers, headline):
 
 
 # --------------------------------------------------------------------------------- VQAv2 / GQA
-def _by_category(items, values) -> dict[str, dict[str, float]]:
+def _by_category(items, values, majority=None) -> dict[str, dict[str, float]]:
     groups: dict[str, list[float]] = defaultdict(list)
+    members: dict[str, list[VQAItem]] = defaultdict(list)
     for it, v in zip(items, values):
         groups[it.category or "all"].append(v)
-    return {f"category:{k}": {"accuracy": 100.0 * statistics.fmean(v), "n": float(len(v))}
-            for k, v in sorted(groups.items())}
+        members[it.category or "all"].append(it)
+    out = {f"category:{k}": {"accuracy": 100.0 * statistics.fmean(v), "n": float(len(v))}
+           for k, v in sorted(groups.items())}
+    if majority is not None:
+        for k in groups:
+            out[f"category:{k}"]["majority"] = majority(members[k])
+    return out
 
 
 def _constant_per_category(items, truth, scorer) -> float:
@@ -114,16 +123,24 @@ def _constant_per_category(items, truth, scorer) -> float:
 
 def _vqav2(items, answers, headline):
     acc = [vq.vqa_accuracy(a, it.answer) for it, a in zip(items, answers)]
-    majority = _constant_per_category(items, lambda i: vq.normalize_vqa(Counter(i.answer).most_common(1)[0][0]),
+
+    def majority(its):
+        return _constant_per_category(its, lambda i: vq.normalize_vqa(Counter(i.answer).most_common(1)[0][0]),
                                       lambda g, i: vq.vqa_accuracy(g, i.answer))
-    return ({"accuracy": 100.0 * statistics.fmean(acc), "majority": majority}, _by_category(items, acc),
+
+    return ({"accuracy": 100.0 * statistics.fmean(acc), "majority": majority(items)},
+            _by_category(items, acc, majority),
             [{"score": s, "correct": s >= 1.0} for s in acc])
 
 
 def _gqa(items, answers, headline):
     ok = [float(vq.gqa_correct(a, it.answer)) for it, a in zip(items, answers)]
-    majority = _constant_per_category(items, lambda i: i.answer.lower(), lambda g, i: float(vq.gqa_correct(g, i.answer)))
-    return ({"accuracy": 100.0 * statistics.fmean(ok), "majority": majority}, _by_category(items, ok),
+
+    def majority(its):
+        return _constant_per_category(its, lambda i: i.answer.lower(), lambda g, i: float(vq.gqa_correct(g, i.answer)))
+
+    return ({"accuracy": 100.0 * statistics.fmean(ok), "majority": majority(items)},
+            _by_category(items, ok, majority),
             [{"correct": bool(o)} for o in ok])
 
 
