@@ -124,7 +124,11 @@ class MultiCrop:
         self.mean = torch.tensor(r.mean).view(1, 3, 1, 1)
         self.std = torch.tensor(r.std).view(1, 3, 1, 1)
 
-    def _view(self, canvas, sizes, size, scale, p_blur, p_solarize=0.0) -> torch.Tensor:
+    def plain(self, canvas: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+        """MAE's augmentation: random-resized crop (scale `mae_scale`) at `mae_size` + flip, normalised."""
+        return self._view(canvas.float(), sizes, self.r.mae_size, self.r.mae_scale, 0.0, colour=False)
+
+    def _view(self, canvas, sizes, size, scale, p_blur, p_solarize=0.0, colour=True) -> torch.Tensor:
         from torchvision.ops import roi_align
 
         n = len(canvas)
@@ -132,6 +136,8 @@ class MultiCrop:
         x = roi_align(canvas, boxes, (size, size), spatial_scale=1.0, sampling_ratio=2, aligned=True) / 255.0
         flip = torch.rand(n) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        if not colour:
+            return (x - self.mean) / self.std
         jit = (torch.rand(n) < 0.8)[:, None, None, None]
         bright = torch.empty(n, 1, 1, 1).uniform_(0.6, 1.4)
         contrast = torch.empty(n, 1, 1, 1).uniform_(0.6, 1.4)

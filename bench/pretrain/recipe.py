@@ -26,7 +26,7 @@ class PretrainRecipe:
 
     encoder: str = "vit-tiny-synth"
     arch: str = "vit_tiny_patch16_224"  # the same ViT-Ti/16 as vit-tiny
-    objective: str = "dino"  # dino | simclr
+    objective: str = "dino"  # dino | simclr | mae
     init_seed: int = 0  # the student starts from vit-tiny's random init with this seed
     seed: int = 0  # crops, shuffling
     # data: the synthetic scenes' TRAINING split only (scene views + the object crops cut from them)
@@ -50,6 +50,11 @@ class PretrainRecipe:
     warmup_teacher_temp_steps: int = 30
     center_momentum: float = 0.9
     temperature: float = 0.2  # simclr
+    mae_size: int = 224  # mae: crops at the encoder's resolution
+    mae_scale: tuple[float, float] = (0.4, 1.0)
+    mask_ratio: float = 0.75
+    dec_dim: int = 128
+    dec_depth: int = 2
     # optimisation (DINO: lr 5e-4 x batch/256, wd 0.04 -> 0.4, EMA 0.996 -> 1, clip 3, 100+ epochs)
     steps: int = 300
     batch_size: int = 64

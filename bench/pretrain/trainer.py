@@ -20,6 +20,7 @@ import torch
 from bench.io import atomic_path, write_json
 from bench.pretrain.data import MultiCrop, data_hash, load_images, training_files
 from bench.pretrain.contrastive import ProjectionHead, alignment_stats, nt_xent
+from bench.pretrain.mae import MAEDecoder, encode_visible, grid_of, mae_loss
 from bench.pretrain.dino import DINOHead, DINOLoss, cosine, ema_update, entropy_stats
 from bench.pretrain.recipe import FORMAT, LABEL, LOG_FILE, STATE_FILE, WEIGHTS_FILE, PretrainRecipe, output_dir
 from bench.seeding import seeded
@@ -65,8 +66,9 @@ def _build(r: PretrainRecipe):
     with seeded(r.init_seed):  # the same random init as vit-tiny with this seed
         model = timm.create_model(r.arch, pretrained=False, num_classes=0, dynamic_img_size=True)
     with seeded(r.init_seed + 1):
-        head = (DINOHead(model.embed_dim, r.out_dim, r.hidden_dim, r.bottleneck_dim) if r.objective == "dino"
-                else ProjectionHead(model.embed_dim, r.hidden_dim, r.bottleneck_dim))
+        head = (DINOHead(model.embed_dim, r.out_dim, r.hidden_dim, r.bottleneck_dim) if r.objective == "dino" else
+                MAEDecoder(model.embed_dim, r.dec_dim, r.dec_depth, model.patch_embed.patch_size[0])
+                if r.objective == "mae" else ProjectionHead(model.embed_dim, r.hidden_dim, r.bottleneck_dim))
     student = Backbone(model, head)
     if r.objective != "dino":
         return student, None
@@ -129,7 +131,7 @@ def _loop(r: PretrainRecipe, root: Path, files: list[Path], dhash: str, out: Pat
         order = np.random.default_rng([r.seed, epoch]).permutation(len(files))
         idx = torch.from_numpy(order[b * r.batch_size:(b + 1) * r.batch_size])
         torch.manual_seed(r.seed * 1_000_003 + step)
-        crops = augment(canvas[idx], sizes[idx])
+        crops = augment(canvas[idx], sizes[idx]) if r.objective != "mae" else [augment.plain(canvas[idx], sizes[idx])]
         lr = cosine(step, r.steps, r.lr, r.min_lr, r.warmup_steps)
         wd = cosine(step, r.steps, r.weight_decay, r.weight_decay_end)
         for g in opt.param_groups:
@@ -143,6 +145,11 @@ def _loop(r: PretrainRecipe, root: Path, files: list[Path], dhash: str, out: Pat
             s_out = student(crops)
             monitor = entropy_stats(t_out, loss_fn.center, t_temp)
             loss = loss_fn(s_out, t_out, t_temp)
+        elif r.objective == "mae":
+            p = student.model.patch_embed.patch_size[0]
+            tokens, keep, n = encode_visible(student.model, crops[0], r.mask_ratio)
+            loss = mae_loss(student.head(tokens, keep, n, grid_of(crops[0], p)), crops[0], keep, p)
+            monitor = {}
         else:  # SimCLR on the two global crops
             z1, z2 = student(crops[:2]).chunk(2)
             monitor = alignment_stats(z1, z2)
@@ -176,6 +183,7 @@ def _loop(r: PretrainRecipe, root: Path, files: list[Path], dhash: str, out: Pat
         if plot is not None:
             run.log_file(plot, folder="pretrain")
     state_path.unlink(missing_ok=True)
+    state_path.with_suffix(".json").unlink(missing_ok=True)
     if progress:
         print(f"[pretrain] {r.encoder}: {len(history)} steps in {seconds:.0f}s, loss {history[0]['loss']:.3f} -> "
               f"{history[-1]['loss']:.3f} -> {path}", file=sys.stderr, flush=True)

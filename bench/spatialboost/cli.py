@@ -45,6 +45,8 @@ def cmd_info(args) -> int:
 
     path = Path(args.weights) if args.weights else checkpoint_path(check_encoder_name(args.name))
     if not path.is_file():
+        if (path.parent / "train_log.json").is_file():  # e.g. a stage 3 that failed its health check
+            print_diagnostics(path.parent / "train_log.json")
         raise NotTrainedError(f"no checkpoint at {path}")
     meta = read_metadata(path)
     tensors = read_tensors(path)
@@ -61,7 +63,26 @@ def cmd_info(args) -> int:
         print(f"  llm: {cfg.get('llm')}  preset: {cfg.get('preset')}  hparams: {cfg.get('hparams')}")
         for line in cfg.get("overrides", []):
             print(f"    override {line}")
+    print_diagnostics(path.parent / "train_log.json")
     return 0
+
+
+def print_diagnostics(log_path) -> None:
+    """Stage 3's per-step diagnostics (bench.spatialboost.diagnostics) from train_log.json, with its health."""
+    try:
+        diag = json.loads(log_path.read_text())["stages"]["3"]["diagnostics"]
+    except (OSError, ValueError, KeyError):
+        return
+    health = diag["health"]
+    print(f"  stage 3 health: {'OK' if health['ok'] else 'FAILED: ' + '; '.join(health['failures'])}")
+    rows = [("init", diag["initial"])] + [(str(i + 1), h) for i, h in enumerate(diag["history"])]
+    drift = "attn_plus_drift" if "attn_plus_drift" in diag["initial"] else "adapter_drift"
+    gates = "gate_mean" in diag["initial"]
+    head = f"  {'step':>5} " + (f"{'alpha mean':>10} {'min':>7} {'max':>7} {'|a-a0|max':>10} " if gates else "")
+    print(head + f"{drift:>16} {'enc grad norm':>13} {'sup. tokens':>11}")
+    for step, h in rows:
+        g = f"{h['gate_mean']:10.5f} {h['gate_min']:7.4f} {h['gate_max']:7.4f} {h['gate_shift']:10.2e} " if gates else ""
+        print(f"  {step:>5} {g}{h[drift]:16.3e} {h['encoder_grad_norm']:13.3e} {int(h['supervised_tokens']):11d}")
 
 
 def add_subcommands(subparsers) -> None:

@@ -72,6 +72,9 @@ class TrainConfig:
     hparams: str = "auto"  # auto (tiny when the LLM is qwen2-tiny) | paper | tiny
     overrides: list[str] = field(default_factory=list)  # what the profile changed (filled in)
     eval_samples: int = 16  # stage-3 loss on this many fixed samples before/after (0 = off)
+    stage2_spatial: bool = False  # stage 2 also trains on the stage-3 spatial CoT samples (tiny profile: a random-init LLM)
+    answer_views: int = 0  # held-out views whose spatial questions the VLM answers after each stage (0 = off)
+    answer_prior_views: int = 60  # training views the text-only prior is computed from
     # runtime
     seed: int = 0
     device: str = "auto"
@@ -84,6 +87,7 @@ class TrainConfig:
     log_every: int = 1
     progress: bool = True
     track: bool = True  # MLflow run
+    cut_encoder_grad: bool = False  # TEST-ONLY: detach the encoder's output (a broken stage 3; health check fails)
 
     def stage(self, k: int) -> StageConfig:
         return getattr(self, f"stage{k}")
@@ -172,18 +176,19 @@ def resolve_config(dotlist: list[str] | None = None, yaml_path: str | Path | Non
 
 
 def llm_spec(cfg: TrainConfig) -> str:
-    """The LLM a config trains with: ``cfg.llm``, or for "auto" the toy LLM for random-init encoders
-    (without base weights) and the paper's Qwen2-7B otherwise."""
+    """The LLM a config trains with: ``cfg.llm``, or for "auto" the toy LLM for offline encoders (random
+    init, or self-pretrained on the synthetic scenes; without base weights) and the paper's Qwen2-7B otherwise."""
     if cfg.llm != "auto":
         return cfg.llm
-    from bench.encoders import encoder_card
+    from bench.encoders import encoder_card, self_pretrainer
     from bench.registry import UnknownNameError
 
-    try:
-        random_init = encoder_card(cfg.encoder).random_init and not cfg.encoder_weights
+    try:  # offline encoders: random init, or self-pretrained here on the synthetic scenes (vit-tiny-synth)
+        offline = (encoder_card(cfg.encoder).random_init or self_pretrainer(cfg.encoder) is not None) \
+            and not cfg.encoder_weights
     except UnknownNameError:  # reported by resolve_config / build_encoder with suggestions
-        random_init = False
-    return TINY_LLM if random_init else PAPER_LLM
+        offline = False
+    return TINY_LLM if offline else PAPER_LLM
 
 
 def ablation_settings(cfg: TrainConfig) -> dict[str, str]:

@@ -90,8 +90,13 @@ class SpatialBoostVariant:
             action = (f"train SpatialBoost checkpoint ({len(stages)} stages)" if len(stages) > 1 else
                       f"train SpatialBoost checkpoint (stage 3, resuming from {resume})")
             detail = f"recipe preset {cfg.preset}, LLM {llm}, mode {cfg.mode} -> {path}"
-        run = None if missing else _runner(cfg, stages, path)
-        return Prerequisite(str(name), action, detail, estimate_seconds(cfg, stages), ready=not missing,
+        base = _base_step(cfg)
+        estimate = estimate_seconds(cfg, stages)
+        if base is not None:  # vit-tiny-synth+sb: pretrain vit-tiny-synth first
+            action = f"{base.action}, then {action}"
+            estimate = None if estimate is None or base.estimate_seconds is None else estimate + base.estimate_seconds
+        run = None if missing else _runner(cfg, stages, path, base)
+        return Prerequisite(str(name), action, detail, estimate, ready=not missing,
                             reason="\n".join(f"  - {m}" for m in missing), run=run)
 
 
@@ -112,7 +117,7 @@ def _missing(cfg, llm: str) -> list[str]:
     if cfg.encoder_weights:
         if not Path(cfg.encoder_weights).exists():
             missing.append(f"base encoder weights: {cfg.encoder_weights} does not exist")
-    elif not card.random_init:
+    elif not card.random_init and not _self_pretrained(cfg.encoder):  # self-pretrained: a plan step makes it
         try:
             find_weights(card)
         except MissingWeightsError as exc:
@@ -124,6 +129,19 @@ def _missing(cfg, llm: str) -> list[str]:
             missing.append(f"LLM weights: {llm} is neither a local folder nor in the Hugging Face cache — "
                            f"download it or train with `bench sb train --encoder {cfg.encoder} --llm /path/to/llm`")
     return missing
+
+
+def _self_pretrained(encoder: str) -> bool:
+    from bench.encoders import self_pretrainer
+
+    return self_pretrainer(encoder) is not None
+
+
+def _base_step(cfg):
+    """The base encoder's own pretraining when it is a self-pretrained one not made yet (else None)."""
+    from bench.encoders import encoder_prerequisite
+
+    return None if cfg.encoder_weights else encoder_prerequisite(cfg.encoder, progress=cfg.progress)
 
 
 def _stages_to_run(cfg) -> tuple[tuple[int, ...], Path | None]:
@@ -208,9 +226,14 @@ def _recorded_seconds(cfg, stages: tuple[int, ...]) -> float | None:
     return None if best is None else best[1]
 
 
-def _runner(cfg, stages: tuple[int, ...], path: Path):
+def _runner(cfg, stages: tuple[int, ...], path: Path, base=None):
     def run() -> None:
         import sys
+
+        from bench.encoders import encoder_prerequisite
+
+        if base is not None and encoder_prerequisite(cfg.encoder) is not None:  # not made by an earlier step
+            base.run()
 
         from bench.spatialboost.train import train
 

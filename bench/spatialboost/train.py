@@ -74,10 +74,19 @@ def _train(cfg: TrainConfig, stages: tuple[int, ...], env, run) -> Path | None:
     result = None
     for stage in stages:
         tr.run_stage(stage)
+        if cfg.answer_views:
+            from bench.spatialboost.answers import evaluate_stage
+
+            tr.log["stages"][str(stage)]["answers"] = evaluate_stage(tr, stage)
         if stage < 3:
             result = tr.save_stage(stage)
-        else:
-            result = tr.save_boosted()
+            continue
+        health = tr.log["stages"]["3"]["diagnostics"]["health"]
+        if not health["ok"]:  # never ship a "+sb" that is the base encoder in disguise
+            tr.write_config()
+            raise BenchError(f"stage 3 failed its health check ({'; '.join(health['failures'])}); no checkpoint "
+                             f"written. Diagnostics: {tr.out / 'train_log.json'}, {tr.out / 'stage3_diagnostics.png'}")
+        result = tr.save_boosted()
     tr.log["seconds_total"] = time.perf_counter() - t0
     tr.write_config()
     if run is not None and env.is_main:

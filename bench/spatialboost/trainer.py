@@ -24,6 +24,7 @@ from torch import nn
 from bench.errors import BenchError
 from bench.spatialboost.build import build_encoder, build_llm, load_recipe_for, set_threads, set_trainable
 from bench.spatialboost.config import TrainConfig, config_dict, method_name, output_dir
+from bench.spatialboost.diagnostics import gate_metrics, metric_row
 from bench.vlm.transforms import SquareImageTransform
 
 
@@ -86,7 +87,11 @@ class Trainer:
     def dataset(self, stage: int):
         from bench.vlm.llava import LlavaDataset
 
-        return LlavaDataset(self.recipe.stage(stage), self.recipe.image_root, self.transform)
+        ds = LlavaDataset(self.recipe.stage(stage), self.recipe.image_root, self.transform)
+        if stage == 2 and self.cfg.stage2_spatial:  # the random-init LLM learns the spatial language first
+            ds = torch.utils.data.ConcatDataset([ds, LlavaDataset(self.recipe.stage(3), self.recipe.image_root,
+                                                                  self.transform)])
+        return ds
 
     def loader(self, ds, micro_batch: int, epoch: int, shuffle: bool = True):
         from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
@@ -171,10 +176,11 @@ class Trainer:
                   f"{n_train / 1e6:.2f}M trainable params", file=sys.stderr, flush=True)
         if stage == 3 and cfg.eval_samples:
             info["eval_loss_before"] = self.eval_loss(3, cfg.eval_samples)
+        monitor, cut = self._stage3_monitor() if stage == 3 else (None, None)
         self.vlm.llm.train(stage == 2)
         losses: list[float] = []
         t_stage = time.perf_counter()
-        step, micro_i, group_loss, group_tok, t0 = 0, 0, 0.0, 0, time.perf_counter()
+        step, micro_i, group_loss, group_tok, group_sup, t0 = 0, 0, 0.0, 0, 0, time.perf_counter()
         bar = None
         if env.is_main and cfg.progress:
             from tqdm.auto import tqdm
@@ -196,9 +202,11 @@ class Trainer:
                     (out["loss"] / group_size).backward()
                 group_loss += float(out["loss"].detach()) / group_size
                 group_tok += int(out["n_tokens"])
+                group_sup += int(out["n_supervised"])
                 micro_i += 1
                 if not last_in_group:
                     continue
+                enc_grad = monitor.grad_norm() if monitor is not None else 0.0
                 if sc.max_grad_norm:
                     grad_norm = float(torch.nn.utils.clip_grad_norm_(params, sc.max_grad_norm))
                 else:
@@ -208,6 +216,9 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
                 loss_t = all_reduce_mean(torch.tensor(group_loss, device=self.device), env)
                 tok_t = all_reduce_sum(torch.tensor(float(group_tok), device=self.device), env)
+                if monitor is not None:
+                    sup = all_reduce_sum(torch.tensor(float(group_sup), device=self.device), env)
+                    monitor.step(enc_grad, int(sup))
                 dt = time.perf_counter() - t0
                 loss = float(loss_t)
                 losses.append(loss)
@@ -216,13 +227,14 @@ class Trainer:
                                f"stage{stage}_tokens_per_s": float(tok_t) / max(dt, 1e-9),
                                f"stage{stage}_grad_norm": grad_norm}
                     if stage == 3:
-                        metrics.update(_gate_metrics(gate_stats(self.vlm.encoder)))
+                        metrics.update(gate_metrics(gate_stats(self.vlm.encoder)))
+                        metrics.update(metric_row(monitor.history[-1]))
                     self._log_metrics(metrics, step)
                 if bar is not None:
                     bar.set_postfix(loss=f"{loss:.3f}")
                     bar.update(1)
                 step += 1
-                group_loss, group_tok, t0 = 0.0, 0, time.perf_counter()
+                group_loss, group_tok, group_sup, t0 = 0.0, 0, 0, time.perf_counter()
                 if step >= total_steps:
                     done = True
                     break
@@ -239,6 +251,7 @@ class Trainer:
             if cfg.eval_samples:
                 info["eval_loss_after"] = self.eval_loss(3, cfg.eval_samples)
             info["gates"] = gate_stats(self.vlm.encoder)
+            info["diagnostics"] = self._finish_stage3(monitor, cut)
         if losses:
             w = max(1, len(losses) // 4)
             info["loss_first"] = sum(losses[:w]) / w
@@ -252,6 +265,27 @@ class Trainer:
             self.run.log_metrics(summary, step=step)
             self.run.log_json(f"stage{stage}_trainable.json", names, folder="sb")
         return info
+
+    def _stage3_monitor(self):
+        from bench.spatialboost.diagnostics import Stage3Monitor, cut_encoder_gradient
+
+        cut = cut_encoder_gradient(self.vlm.encoder) if self.cfg.cut_encoder_grad else None  # TEST-ONLY switch
+        return Stage3Monitor(self.vlm.encoder, self.cfg.mode), cut
+
+    def _finish_stage3(self, monitor, cut) -> dict:
+        """Diagnostics summary, plot (MLflow artifact) and health metric of stage 3."""
+        from bench.spatialboost.diagnostics import plot
+
+        if cut is not None:
+            cut.remove()
+        summary = monitor.summary()
+        if self.env.is_main:
+            path = plot(self.out / "stage3_diagnostics.png", summary, f"{self.cfg.encoder} ({self.cfg.mode})")
+            if self.run is not None:
+                self.run.log_metrics({"stage3_healthy": float(summary["health"]["ok"])})
+                if path is not None:
+                    self.run.log_file(path, folder="sb")
+        return summary
 
     # --------------------------------------------------------------------------- save/load
     def stage_meta(self) -> dict:
@@ -349,16 +383,6 @@ def _gathered(module: nn.Module, env) -> nn.Module:
             return dict(self._sd)
 
     return _Full(module)
-
-
-def _gate_metrics(stats: list[dict[str, float]]) -> dict[str, float]:
-    out = {}
-    for i, s in enumerate(stats):
-        for k in ("mean", "min", "max"):
-            out[f"alpha_{k}_l{i:02d}"] = s[k]
-    if stats:
-        out["alpha_mean_all"] = sum(s["mean"] for s in stats) / len(stats)
-    return out
 
 
 __all__ = ["Trainer", "cosine_schedule"]
