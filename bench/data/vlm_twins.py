@@ -61,13 +61,13 @@ def build_twins(preset: str, progress: bool = True, seed: int = 0) -> Path:
     return out
 
 
-def _val_views(synth: Path):
+def _scene_views(synth: Path, split: str = "val"):
     from bench.data.scenes import load_scene
 
     for sd in sorted((synth / "scenes").iterdir()):
         if (sd / "scene.json").is_file():
             meta = load_scene(sd)
-            if meta.get("split") == "val":
+            if meta.get("split") == split:
                 for cam in meta["cameras"]:
                     yield sd, meta, cam
 
@@ -75,7 +75,7 @@ def _val_views(synth: Path):
 def _build(synth: Path, out: Path, rng: np.random.Generator, progress: bool) -> dict[str, int]:
     from tqdm.auto import tqdm
 
-    views = list(_val_views(synth))
+    views = list(_scene_views(synth, "val"))
     if not views:
         raise RuntimeError(f"no val scenes under {synth / 'scenes'}: the twins are made from val scenes only")
     from collections import Counter
