@@ -187,3 +187,20 @@ def test_llava_hf_checkpoint_loads_and_answers(tmp_path):
     batched = vlm.answer(images, questions, 5)
     assert batched == [vlm.answer([im], [q], 5)[0] for im, q in zip(images, questions)]
     assert len(vlm.answer([None, None], questions, 3)) == 2 and vlm.prompt_template == "vicuna_v1"
+
+
+def test_skills_recipe_adds_train_scene_questions_only(shared_home):
+    from bench.data.vlm_twin_recipe import build_skills_recipe
+    from bench.spatialboost.data import build_recipe, load_recipe
+    from bench.vlm.llava import LlavaDataset
+
+    base = build_recipe("tiny", progress=False)
+    recipe = load_recipe(build_skills_recipe(base, preset="tiny", out=shared_home / "skills"))
+    skills = [s for s in json.loads(recipe.stage2.read_text()) if s["id"].startswith("skills_")]
+    answers = [s["conversations"][1]["value"] for s in skills]
+    assert {"(A)", "(B)", "yes", "no"} <= set(answers) and any("Region [" in a for a in answers)
+    train = set(base.manifest["synth"]["scenes"])
+    assert {s["id"].split("_")[1] + "_" + s["id"].split("_")[2] for s in skills} <= train  # never a val scene
+    assert recipe.manifest_hash != base.manifest_hash and recipe.tokenizer_dir.resolve() == base.tokenizer_dir.resolve()
+    ds = LlavaDataset(recipe.stage2, recipe.image_root)
+    assert len(ds) == len(json.loads(base.stage2.read_text())) + len(skills) and ds[len(ds) - 1]["images"]
