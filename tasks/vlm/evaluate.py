@@ -79,9 +79,15 @@ class VLMBenchmark(Task):
         if ctx.root is None:
             raise ConfigError(f"{self.name}: no data root")
         items = self.items(Path(ctx.root), cfg)
-        vlm = load_trained_vlm(ctx.encoder, ctx.device, preset=cfg.vlm_preset, train_missing=cfg.train_missing,
-                               progress=ctx.progress)
-        return run_on(self.kind, vlm, items, cfg, ctx)
+        key = (id(ctx.encoder), ctx.encoder.weights_id, str(ctx.device), cfg.vlm_preset)
+        if _LAST.get("key") != key:  # the encoder's other VLM tasks of this run reuse the loaded VLM
+            _LAST.clear()
+            _LAST.update(key=key, vlm=load_trained_vlm(ctx.encoder, ctx.device, preset=cfg.vlm_preset,
+                                                       train_missing=cfg.train_missing, progress=ctx.progress))
+        return run_on(self.kind, _LAST["vlm"], items, cfg, ctx)
+
+
+_LAST: dict[str, Any] = {}  # one VLM at a time (a 7B LLM is ~28 GB in fp32)
 
 
 def run_on(kind: str, vlm, items, cfg: VLMEvalConfig, ctx: Any) -> TaskResult:
