@@ -29,11 +29,12 @@ import numpy as np
 from bench.data.vlm_twin_source import TwinData, twins_root
 from bench.io import atomic_path, write_json
 
-VERSION = 2
+VERSION = 3
 LAYOUTS = ("spatialrgpt", "blink", "vqav2")
 MIN_VISIBILITY, MIN_PIXELS = 0.5, 1500  # a region must be clearly visible to be asked about
-# sizes: SpatialRGPT-Bench has ~59 questions per category, BLINK Relative_Depth val 124; larger presets stop here
-MAX_PER_CATEGORY, MAX_DEPTH, MAX_GENERAL = 40, 124, 400
+# sizes (the tiny preset stays below them): BLINK Relative_Depth val has 124 items; SpatialRGPT-Bench ~59 per
+# category, capped lower here so that `bench run --tasks all` stays minutes on a CPU
+MAX_PER_CATEGORY, MAX_DEPTH, MAX_GENERAL = 12, 124, 240
 UNITS = (("m", 1.0, "{:.2f} meters"), ("cm", 0.01, "{:.0f} centimeters"), ("in", 0.0254, "{:.1f} inches"),
          ("ft", 0.3048, "{:.1f} feet"))
 

@@ -9,7 +9,8 @@ so encoder E gets two VLMs: **E** = base encoder (stages 1-2 run on the wrapped 
 exactly the base encoder at initialisation) + the stage-2 projector and LLM; **E+sb** = boosted
 encoder + the stage-3 projector + the stage-2 LLM. The tiny LLM's tokenizer is the recipe's (found
 from the config recorded in the checkpoint; its manifest hash must match). A base encoder without a
-stage-2 checkpoint gets one trained (stages 1-2 only) when `train_missing`.
+stage-2 checkpoint gets one trained (stages 1-2 only) when `train_missing` and it is random-init
+(the offline toy case; anything else is an error saying how to train it).
 """
 from __future__ import annotations
 
@@ -44,7 +45,9 @@ def ensure_stage2(encoder, preset: str = "tiny", train_missing: bool = True, pro
     base = _base_name(encoder)
     how = (f"train it with `bench sb train --encoder {base} --stage 1` then `--stage 2` (or `--stage all`, which "
            f"also makes {base}+sb)")
-    if not train_missing or getattr(encoder, "sb_metadata", None) is not None:
+    # only the offline case trains here: a random-init base with the toy LLM (a minute); a pretrained
+    # encoder needs a pretrained LLM and its own training run (hours), started on purpose
+    if not train_missing or getattr(encoder, "sb_metadata", None) is not None or not encoder.random_init:
         raise NotTrainedError(f"no VLM for {encoder.name}: {path} (projector + LLM after stage 2) does not exist; {how}")
     from bench.spatialboost.config import resolve_config
     from bench.spatialboost.train import train

@@ -84,7 +84,7 @@ _register("mme", "mme", MME, "MME perception score (acc + acc+ over 10 subtasks)
 
 _register("spatialrgpt-bench-synth", "spatialrgpt", TwinData("spatialrgpt"),
           "Synthetic SpatialRGPT-Bench twin: two marked regions, exact metric answers (24 categories)",
-          twin_of="spatialrgpt-bench", image_folder="images", max_new_tokens=48)
+          twin_of="spatialrgpt-bench", image_folder="images", max_new_tokens=32)
 _register("blink-relative-depth-synth", "blink", TwinData("blink"),
           "Synthetic BLINK Relative Depth twin: two circled points, exact depth order", twin_of="blink-relative-depth",
           max_new_tokens=24)
