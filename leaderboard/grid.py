@@ -27,6 +27,7 @@ from bench.task import GROUPS
 NOT_RUN = "not run"
 MISSING_DATA = "missing data"
 GOOD_MARK, BAD_MARK, SAME_MARK = "✓", "✗", "="
+NS_MARK = "n.s."  # a +SB delta whose 95% interval covers 0
 OTHER_GROUP = "other"
 UNIT_DECIMALS = {"%": 1, "m": 3}
 ROLE_MARKS = {"score": "", "reference": "reference", "diagnostic": "diagnostic"}
@@ -45,6 +46,9 @@ class Cell:
     good: bool | None = None  # delta cells: True = improvement by the metric's direction
     title: str = ""  # hover text: protocol, runs, notes
     source: str = ""  # measured | paper | ""
+    lo: float | None = None  # 95% interval of the value (or of the delta)
+    hi: float | None = None
+    significant: bool | None = None  # delta cells: interval excludes 0 (None: no interval)
 
 
 @dataclass
@@ -103,8 +107,20 @@ def fmt(value: float | None, decimals: int) -> str:
     return "nan" if value is None or not math.isfinite(value) else f"{value:.{decimals}f}"
 
 
-def fmt_stats(mean: float | None, std: float | None, n: int, decimals: int) -> str:
-    """`0.480 ± 0.028 (n=2)` over distinct seeds; a single seed is just its value."""
+def fmt_interval(lo: float | None, hi: float | None, decimals: int) -> str:
+    """`[0.226, 0.734]`: a 95% interval; "" when there is none."""
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return ""
+    return f"[{fmt(lo, decimals)}, {fmt(hi, decimals)}]"
+
+
+def fmt_stats(mean: float | None, std: float | None, n: int, decimals: int, lo: float | None = None,
+              hi: float | None = None) -> str:
+    """`0.480 [0.226, 0.734] (n=2)`: the mean over distinct seeds and its 95% interval (`lo`, `hi`);
+    without an interval, `0.480 ± 0.028 (n=2)` (std over seeds), a single seed just its value."""
+    ci = fmt_interval(lo, hi, decimals)
+    if ci:
+        return f"{fmt(mean, decimals)} {ci}" + (f" (n={n})" if n > 1 else "")
     if n <= 1:
         return fmt(mean, decimals)
     return f"{fmt(mean, decimals)} ± {fmt(std or 0.0, decimals)} (n={n})"
@@ -143,18 +159,28 @@ def mark_best(grid: Grid) -> None:
 
 
 def delta_cell(base: float | None, boosted: float | None, higher_is_better: bool | None, decimals: int,
-               source: str = "", base_label: str = "") -> Cell:
-    """+SB minus base, signed, good/bad by direction; "=" when below the printed precision."""
+               source: str = "", base_label: str = "", ci: Any = None) -> Cell:
+    """+SB minus base, signed, good/bad by direction; "=" when below the printed precision. With `ci`
+    (a paired interval: lo, hi, significant, method) the interval follows the number, and a delta
+    whose interval covers 0 is marked `NS_MARK` (not significant) instead of better / worse."""
     if base is None or boosted is None or not math.isfinite(base) or not math.isfinite(boosted):
         return Cell("", None, "empty")
     d = boosted - base
     vs = f" vs {base_label} ({fmt(base, decimals)})" if base_label else ""
+    lo, hi, sig = (ci.lo, ci.hi, ci.significant) if ci is not None else (None, None, None)
+    interval = fmt_interval(lo, hi, decimals)
+    how = f"; 95% interval {interval} ({ci.method})" if interval else ""
+    if sig is False:
+        return Cell(f"{d:+.{decimals}f} {NS_MARK} {interval}", d, "delta", good=None, source=source, lo=lo, hi=hi,
+                    significant=False, title=f"not significant: the 95% interval covers 0{vs}{how}")
     if abs(d) < 0.5 * 10 ** -decimals:
-        return Cell(f"±{fmt(0.0, decimals)} {SAME_MARK}", d, "delta", good=None, title="no change" + vs, source=source)
+        return Cell(f"±{fmt(0.0, decimals)} {SAME_MARK}", d, "delta", good=None, title="no change" + vs + how,
+                    source=source, lo=lo, hi=hi, significant=sig)
     good = None if higher_is_better is None else (d > 0) == higher_is_better
     mark = "" if good is None else (GOOD_MARK if good else BAD_MARK)
-    title = ("" if good is None else ("better" if good else "worse") + " with +SB") + vs
-    return Cell(f"{d:+.{decimals}f} {mark}".strip(), d, "delta", good=good, source=source, title=title.strip())
+    title = ("" if good is None else ("better" if good else "worse") + " with +SB") + vs + how
+    text = f"{d:+.{decimals}f} {mark}".strip() + (f" {interval}" if interval else "")
+    return Cell(text, d, "delta", good=good, source=source, title=title.strip(), lo=lo, hi=hi, significant=sig)
 
 
 @dataclass(frozen=True)
@@ -255,5 +281,5 @@ def group_label(group: str) -> str:
 
 __all__ = ["BAD_MARK", "Cell", "Column", "DataStatus", "GOOD_MARK", "GROUP_ORDER", "Grid", "MISSING_DATA", "NOT_RUN",
            "Row", "SAME_MARK", "UNIT_DECIMALS", "auto_decimals", "best_flags", "data_status", "decimals_for",
-           "delta_cell", "encoder_order", "fmt", "fmt_stats", "group_label", "group_rank", "mark_best", "sb_base",
+           "delta_cell", "encoder_order", "fmt", "fmt_interval", "fmt_stats", "NS_MARK", "group_label", "group_rank", "mark_best", "sb_base",
            "short_id", "split_name", "status_cell", "task_catalog", "variant_suffix"]

@@ -18,9 +18,10 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from bench.results import ResultRecord
+from leaderboard.intervals import cell_interval, default_breakdown, default_items, robot_seed_values
 from leaderboard.grid import OTHER_GROUP, encoder_order, group_rank, sb_base, short_id, variant_suffix
 
 RANDOM_INIT = re.compile(r"^random-init\(seed=([+-]?\d+)\)$")
@@ -64,6 +65,10 @@ class Measured:
     weights_ids: tuple[str, ...] = ()
     start_time: int = 0  # of the newest run
     params: dict[str, str] = field(default_factory=dict)  # of the newest run
+    lo: float | None = None  # 95% interval (leaderboard/intervals.py); None: none computable
+    hi: float | None = None
+    ci_method: str = ""
+    interval: Any = field(default=None, repr=False, compare=False)  # intervals.CellInterval (for paired deltas)
 
     @property
     def encoder(self) -> str:
@@ -82,14 +87,35 @@ def _metric_meta(catalog: Mapping[str, Any] | None, task: str, metric: str):
     return None
 
 
-def aggregate(records: Iterable[ResultRecord], catalog: Mapping[str, Any] | None = None
+def aggregate(records: Iterable[ResultRecord], catalog: Mapping[str, Any] | None = None, *,
+              item_source: Callable[[ResultRecord], dict] | None = default_items,
+              breakdown_source: Callable[[ResultRecord], dict] | None = default_breakdown
               ) -> dict[tuple[Series, str], Measured]:
-    """Mean ± std (n distinct seeds) of every (series, metric)."""
+    """Mean ± std (n distinct seeds) and the 95% interval of every (series, metric). `item_source` /
+    `breakdown_source`: a record's per-item scores / breakdown (default: from the store; None: no lookups,
+    intervals from seeds only)."""
     groups: dict[tuple[Series, str], list[tuple[ResultRecord, Any]]] = {}
     for r in records:
         s = Series(r.encoder, weights_key(r), r.task, int(r.task_version), r.config_hash)
         for name, mv in r.metrics.items():
             groups.setdefault((s, name), []).append((r, mv))
+    cache: dict[str, dict] = {}
+    bcache: dict[str, dict] = {}
+
+    def fetch(r: ResultRecord) -> dict:
+        if item_source is None:
+            return {}
+        if r.run_id not in cache:
+            cache[r.run_id] = item_source(r) or {}
+        return cache[r.run_id]
+
+    def fetch_breakdown(r: ResultRecord) -> dict:
+        if breakdown_source is None:
+            return {}
+        if r.run_id not in bcache:
+            bcache[r.run_id] = breakdown_source(r) or {}
+        return bcache[r.run_id]
+
     out: dict[tuple[Series, str], Measured] = {}
     for (s, name), items in groups.items():
         items.sort(key=lambda x: (x[0].seed, x[0].start_time, x[0].run_id))
@@ -101,6 +127,12 @@ def aggregate(records: Iterable[ResultRecord], catalog: Mapping[str, Any] | None
         mean = sum(values) / n
         std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
         newest_rec, newest_mv = max(items, key=lambda x: (x[0].start_time, x[0].run_id))
+        newest_of_seed = {}
+        for r, _ in items:  # sorted by start time within a seed: the last one wins
+            newest_of_seed[r.seed] = r
+        per_seed_items = [fetch(r).get(name) for r in newest_of_seed.values()]
+        robot = robot_seed_values(fetch_breakdown(newest_rec), name) if n == 1 else []
+        ci = cell_interval(name, tuple(by_seed), values, per_seed_items, robot)
         declared = _metric_meta(catalog, s.task, name)
         role = newest_mv.role if newest_mv.role != "score" or declared is None else declared.role
         unit = newest_mv.unit or (declared.unit if declared is not None else "")
@@ -108,7 +140,8 @@ def aggregate(records: Iterable[ResultRecord], catalog: Mapping[str, Any] | None
             s, name, mean, std, n, values, tuple(by_seed), tuple(r.run_id for r, _ in items),
             tuple(r.seed for r, _ in items), ", ".join(sorted({r.protocol for r, _ in items if r.protocol})),
             bool(newest_mv.higher_is_better), role, unit, newest_rec.encoder_label or s.encoder,
-            tuple(sorted({r.weights_id for r, _ in items})), newest_rec.start_time, dict(newest_rec.params))
+            tuple(sorted({r.weights_id for r, _ in items})), newest_rec.start_time, dict(newest_rec.params),
+            ci.lo, ci.hi, ci.method, ci)
     return out
 
 
@@ -124,7 +157,9 @@ def measured_title(m: Measured) -> str:
     weights = ", ".join(short_id(w) for w in m.weights_ids) or "unknown"
     return (f"measured {s.task}:{m.metric}{role} ({'higher' if m.higher_is_better else 'lower'} is better{unit}); "
             f"protocol: {m.protocol or 'unknown'}" + (f" [{detail}]" if detail else "")
-            + f"; task v{s.task_version}{cfg}; weights {weights}; n={m.n}; runs: {runs}")
+            + f"; task v{s.task_version}{cfg}; weights {weights}; n={m.n}; "
+            + (f"95% interval [{m.lo:.4g}, {m.hi:.4g}] ({m.ci_method})" if m.lo is not None and m.hi is not None
+               else (m.ci_method or "no interval")) + f"; runs: {runs}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,12 +10,18 @@ import json
 import math
 import re
 from importlib import resources
+from types import SimpleNamespace
 from typing import Any, Mapping
 
 from leaderboard.grid import decimals_for, delta_cell, fmt, status_cell
 from leaderboard.render import esc_html
 
 SOURCES = ("measured", "paper")
+
+
+def board_key(board: str, group: str) -> str:
+    """Rank key of a group (or "overall") on a board: paper tasks keep the plain names."""
+    return group if board == "paper" else f"{board}:{group}"
 
 
 def _static(name: str) -> str:
@@ -50,12 +56,16 @@ def _delta_html(entry: dict[str, Any], col: dict[str, Any], by_id: dict[str, dic
     base = by_id.get(entry.get("base_id") or "")
     if base is None or col["id"] not in base["cells"] or col["id"] not in entry["cells"]:
         return ""
+    ci = entry["cells"][col["id"]].get("delta_ci")
     cell = delta_cell(base["cells"][col["id"]]["mean"], entry["cells"][col["id"]]["mean"], col["higher_is_better"],
-                      _decimals(entry, col), entry["source"], base["label"])
+                      _decimals(entry, col), entry["source"], base["label"],
+                      SimpleNamespace(**ci) if ci and ci.get("lo") is not None else None)
     if cell.kind != "delta":
         return ""
     cls = "same" if cell.good is None else ("good" if cell.good else "bad")
-    return f' <span class="delta {cls}" title="{esc_html(cell.title)}">{esc_html(cell.text)}</span>'
+    sig = {True: "yes", False: "no", None: "unknown"}[cell.significant]
+    return (f' <span class="delta {cls}" data-significant="{sig}" title="{esc_html(cell.title)}">'
+            f'{esc_html(cell.text)}</span>')
 
 
 def _cell_html(entry: dict[str, Any], col: dict[str, Any], catalog: Mapping[str, Any] | None,
@@ -89,7 +99,10 @@ def _name_html(entry: dict[str, Any]) -> str:
         title = f"paper row {entry['name']}; our zoo name: {entry.get('zoo') or 'none'}; {', '.join(entry['tables'])}"
     else:
         title = entry.get("title") or f"zoo encoder {entry['name']}"
-    return f'<td class="name" title="{esc_html(title)}">{esc_html(entry["label"])}</td>'
+    ref = entry.get("reference")
+    mark = (f' <span class="badge reference" title="reference row ({esc_html(ref)}): shown for scale, never ranked">'
+            f'reference: {esc_html(ref)}</span>') if ref else ""
+    return f'<td class="name" title="{esc_html(title)}">{esc_html(entry["label"])}{mark}</td>'
 
 
 def _row_attrs(entry: dict[str, Any]) -> str:
@@ -106,30 +119,46 @@ def _th(label: str, kind: str, hib: bool | None = None, title: str = "", col: st
 
 def _rank_td(entry: dict[str, Any], key: str) -> str:
     r = entry["rank"].get(key)
-    cov = entry["coverage"].get(key, 0)
+    cov, of = entry["coverage"].get(key, 0), entry.get("coverage_of", {}).get(key, 0)
+    if entry.get("reference"):
+        return '<td class="num rank reference" data-value="" title="reference row: never ranked">ref.</td>'
     if r is None:
-        return '<td class="num rank" data-value="">—</td>'
-    return (f'<td class="num rank" data-value="{r!r}" title="mean rank over {cov} column(s), among '
-            f'{esc_html(entry["source"])} entries">{r:.2f} <span class="cov">({cov})</span></td>')
+        why = (f"not ranked: no column that every ranked {entry['source']} entry has ({of} with results)"
+               if of else "no result here")
+        return f'<td class="num rank" data-value="" title="{esc_html(why)}">—</td>'
+    return (f'<td class="num rank" data-value="{r!r}" title="mean rank over the {cov} column(s) every ranked '
+            f'{esc_html(entry["source"])} entry has, of {of} with results">{r:.2f} '
+            f'<span class="cov">({cov}/{of})</span></td>')
 
 
 def _sorted_entries(entries: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
-    return sorted(entries, key=lambda e: (SOURCES.index(e["source"]), e["rank"].get(key, math.inf),
-                                          e["name"].lower()))
+    return sorted(entries, key=lambda e: (SOURCES.index(e["source"]), bool(e.get("reference")),
+                                          e["rank"].get(key, math.inf), e["name"].lower()))
 
 
-def _overall_html(data: dict[str, Any]) -> str:
-    groups = data["groups"]
-    head = (_th("Encoder", "text") + _th("Source", "text") + _th("Overall", "num", False, "mean rank over all columns")
+def _board_groups(data: dict[str, Any], board: str) -> list[dict[str, str]]:
+    present = {c["group"] for c in data["columns"] if c.get("board", "paper") == board}
+    return [g for g in data["groups"] if g["id"] in present]
+
+
+def _overall_html(data: dict[str, Any], board: str = "paper") -> str:
+    groups = _board_groups(data, board)
+    key = board_key(board, "overall")
+    cols = {c["id"] for c in data["columns"] if c.get("board", "paper") == board}
+    head = (_th("Encoder", "text") + _th("Source", "text")
+            + _th("Overall", "num", False, "mean rank over the columns every ranked entry has (k/N: ranked on / with results)")
             + "".join(_th(g["label"], "num", False, f"mean rank over the {g['label']} columns") for g in groups))
     rows = []
-    for e in _sorted_entries(data["entries"], "overall"):
-        if not e["rank"]:
+    for e in _sorted_entries(data["entries"], key):
+        if not any(c in e["cells"] for c in cols):
             continue
-        rows.append(f"<tr {_row_attrs(e)}>{_name_html(e)}<td>{_source_badge(e)}</td>{_rank_td(e, 'overall')}"
-                    + "".join(_rank_td(e, g["id"]) for g in groups) + "</tr>")
-    return (f'<section class="board-section" data-group="overall" id="section-overall"><h2>Overall rank</h2>'
-            f'<table class="board" id="table-overall"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+        rows.append(f"<tr {_row_attrs(e)}>{_name_html(e)}<td>{_source_badge(e)}</td>{_rank_td(e, key)}"
+                    + "".join(_rank_td(e, board_key(board, g["id"])) for g in groups) + "</tr>")
+    label = next((b["label"] for b in data.get("boards", []) if b["id"] == board), board)
+    sid = "overall" if board == "paper" else f"overall-{board}"
+    return (f'<section class="board-section" data-group="overall" data-board="{esc_html(board)}" id="section-{sid}">'
+            f'<h2>Overall rank: {esc_html(label)}</h2>'
+            f'<table class="board" id="table-{sid}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
             f'</table></section>')
 
 
@@ -137,8 +166,10 @@ def _source_badge(e: dict[str, Any]) -> str:
     return f'<span class="badge {esc_html(e["source"])}">{esc_html(e["source"])}</span>'
 
 
-def _group_html(data: dict[str, Any], group: dict[str, str], catalog: Mapping[str, Any] | None) -> str:
-    cols = [c for c in data["columns"] if c["group"] == group["id"]]
+def _group_html(data: dict[str, Any], group: dict[str, str], catalog: Mapping[str, Any] | None,
+                board: str = "paper") -> str:
+    cols = [c for c in data["columns"] if c["group"] == group["id"] and c.get("board", "paper") == board]
+    rank_key = board_key(board, group["id"])
     by_id = {e["id"]: e for e in data["entries"]}
     head = (_th("Encoder", "text") + _th("Source", "text")
             + _th("Rank", "num", False, f"mean rank over the {group['label']} columns"))
@@ -149,16 +180,18 @@ def _group_html(data: dict[str, Any], group: dict[str, str], catalog: Mapping[st
                  + ("; synthetic twin of a paper task" if c["synthetic"] else ""))
         head += _th(c["label"], "num", c["higher_is_better"], title, c["id"])
     rows = []
-    for e in _sorted_entries(data["entries"], group["id"]):
+    for e in _sorted_entries(data["entries"], rank_key):
         if not any(c["id"] in e["cells"] for c in cols):
             continue
-        rows.append(f"<tr {_row_attrs(e)}>{_name_html(e)}<td>{_source_badge(e)}</td>{_rank_td(e, group['id'])}"
+        rows.append(f"<tr {_row_attrs(e)}>{_name_html(e)}<td>{_source_badge(e)}</td>{_rank_td(e, rank_key)}"
                     + "".join(_cell_html(e, c, catalog, by_id) for c in cols) + "</tr>")
     gid = esc_html(group["id"])
+    sid = gid if board == "paper" else f"{esc_html(board)}-{gid}"
     plots = "".join(_plots_html(data, group, cols, source) for source in SOURCES)
-    return (f'<section class="board-section group" data-group="{gid}" id="section-{gid}">'
-            f'<h2>{esc_html(group["label"])}</h2>'
-            f'<table class="board" id="table-{gid}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+    title = group["label"] + ("" if board == "paper" else " (synthetic twins)")
+    return (f'<section class="board-section group" data-group="{gid}" data-board="{esc_html(board)}" '
+            f'id="section-{sid}"><h2>{esc_html(title)}</h2>'
+            f'<table class="board" id="table-{sid}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
             f'</table><div class="plots">{plots}</div></section>')
 
 
@@ -282,6 +315,8 @@ Small coloured numbers after a +SB value: change vs its base (<span class="delta
 ↑/↓ after a column name: higher/lower is better; click a column name to sort (best first, click again to reverse;
 missing values stay last).</p>
 <p class="method"><strong>Ranking:</strong> {esc_html(data['rank_method'])}</p>
+<p class="method" id="interval-method"><strong>Intervals:</strong> {esc_html(data.get('interval_method', ''))}
+A +SB change marked <span class="delta same">n.s.</span> is not significant (its interval covers 0).</p>
 </header>
 <nav class="controls" aria-label="filters">
 <div class="groups" role="group" aria-label="task group">{''.join(buttons)}</div>
@@ -291,8 +326,9 @@ missing values stay last).</p>
 <span id="shown-count" aria-live="polite"></span>
 </nav>
 <main>
-{_overall_html(data)}
-{''.join(_group_html(data, g, catalog) for g in groups)}
+{''.join(_overall_html(data, b["id"]) + ''.join(_group_html(data, g, catalog, b["id"])
+                                                 for g in _board_groups(data, b["id"]))
+         for b in (data.get("boards") or [{"id": "paper"}]))}
 <section class="board-section" data-group="runs">{_runs_html(data)}{_other_metrics_html(data)}</section>
 </main>
 <aside id="detail-panel" hidden><button type="button" id="detail-close" aria-label="close">×</button>

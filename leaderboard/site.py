@@ -26,15 +26,21 @@ from typing import Any, Mapping, Sequence
 from leaderboard import paper
 from leaderboard.grid import (best_flags, data_status, decimals_for, fmt, fmt_stats, group_label, group_rank,
                               sb_base, short_id, task_catalog)
+from leaderboard.intervals import delta_interval
 from leaderboard.measured import Layout, RowKey, measured_layout, measured_title
-from leaderboard.page import SOURCES, json_for_html, render_page, svg_bars
+from leaderboard.tables import INTERVAL_METHOD
+from leaderboard.page import SOURCES, board_key, json_for_html, render_page, svg_bars
 
 RANK_METHOD = (
-    "Mean rank. For each task column, entries of the same source (measured runs among measured runs, paper "
+    "Mean rank. For each task column, encoders of the same source (measured runs among measured runs, paper "
     "numbers among paper numbers) are ranked by the task's headline metric in its direction (1 = best; ties "
-    "share the average rank). A group's score is an entry's mean rank over the group's columns it has a value "
-    "for; the overall score is its mean rank over all columns it has a value for. Lower is better; the "
-    "number of columns an entry was ranked on is shown, since a mean over fewer tasks is less certain.")
+    "share the average rank). Reference rows (random init, experts, chance) are shown, marked, and never "
+    "ranked. A group's and the overall score is the mean rank over only the columns that every ranked entry "
+    "of that source ran under the same protocol variant (task version and config); the coverage shown is "
+    "k/N = columns ranked on / columns with any result. Synthetic twins rank on their own board, never "
+    "beside the paper's tasks. Lower is better.")
+BOARDS = ("paper", "synthetic")
+BOARD_LABELS = {"paper": "Paper tasks", "synthetic": "Synthetic twins (not comparable with paper numbers)"}
 SHOWN_PARAMS = ("encoder_label", "weights_id", "random_init", "synth_preset", "code_version", "device", "config_hash",
                 "task_version")
 
@@ -58,7 +64,9 @@ def _column_order() -> dict[tuple[str, str], int]:
 def _cell_data(m, decimals: int) -> dict[str, Any]:
     s = m.series
     return {
-        "mean": _finite(m.mean), "std": _finite(m.std), "n": m.n, "text": fmt_stats(m.mean, m.std, m.n, decimals),
+        "mean": _finite(m.mean), "std": _finite(m.std), "n": m.n,
+        "text": fmt_stats(m.mean, m.std, m.n, decimals, m.lo, m.hi), "lo": _finite(m.lo), "hi": _finite(m.hi),
+        "ci_method": m.ci_method,
         "values": [_finite(v) for v in m.values], "seeds": list(m.seeds), "run_ids": list(m.run_ids),
         "run_seeds": list(m.run_seeds), "protocol": m.protocol, "task_version": s.task_version,
         "config_hash": s.config_hash, "weights": [short_id(w) for w in m.weights_ids],
@@ -82,7 +90,7 @@ def _other_metrics(records, catalog) -> list[dict[str, Any]]:
             if m is not None:
                 out.append({"encoder": r.label, "task": c.key.task, "metric": c.key.metric, "variant": c.variant,
                             "role": c.role, "higher_is_better": c.higher_is_better, "unit": c.unit,
-                            "text": fmt_stats(m.mean, m.std, m.n, dec), "mean": _finite(m.mean), "n": m.n,
+                            "text": fmt_stats(m.mean, m.std, m.n, dec, m.lo, m.hi), "mean": _finite(m.mean), "n": m.n,
                             "run_ids": list(m.run_ids), "title": measured_title(m)})
     return out
 
@@ -130,15 +138,21 @@ def build_data(records: Sequence[Any] | None, catalog: Mapping[str, Any] | None 
     entries: list[dict[str, Any]] = []
     ids: dict[RowKey, int] = {}
     for r in layout.rows:  # measured entries: one per (encoder, weights)
-        cells = {}
+        cells, reference = {}, ""
         for c in layout.columns:
             m = layout.get(r.key, c.key)
             if m is not None:
                 cells[c.id] = _cell_data(m, columns[c.id]["decimals"])
+                reference = reference or _reference_kind(r.key.encoder, m)
+                b = layout.get(r.base, c.key) if r.base is not None else None
+                if b is not None:
+                    d = delta_interval(b.interval, m.interval)
+                    cells[c.id]["delta_ci"] = {"lo": d.lo, "hi": d.hi, "significant": d.significant,
+                                               "method": d.method}
         ids[r.key] = len(entries)
         entries.append({"name": r.key.encoder, "label": r.label, "source": "measured", "title": r.title,
                         "weights": short_id(r.key.weights), "base": r.base.encoder if r.base else None,
-                        "base_key": r.base, "cells": cells})
+                        "base_key": r.base, "cells": cells, "reference": reference})
     # Paper entries: one per paper row name; a value from the first table it appears in (Table 4 before 8).
     tables_order = {k: i for i, k in enumerate(paper.table_keys())}
     by_name: dict[str, dict[str, Any]] = {}
@@ -149,6 +163,7 @@ def build_data(records: Sequence[Any] | None, catalog: Mapping[str, Any] | None 
         cid = current.get((ours.task, ours.metric), (None, f"{ours.task}:{ours.metric}"))[1]
         entry = by_name.setdefault(v.encoder, {
             "name": v.encoder, "label": v.encoder, "source": "paper", "base": sb_base(v.encoder),
+            "reference": _reference_kind(v.encoder, None),
             "zoo": (paper.zoo_candidates(v.encoder) or ("",))[0], "cells": {}, "tables": []})
         tname = ("Workshop " if v.table.startswith("w") else "") + f"Table {v.table.lstrip('w')}"
         if tname not in entry["tables"]:
@@ -174,13 +189,18 @@ def build_data(records: Sequence[Any] | None, catalog: Mapping[str, Any] | None 
         e["base_id"] = (f"e{ids[key]}" if key in ids else None) if e["source"] == "measured" \
             else paper_ids.get(e["base"] or "")
 
-    cols = sorted(columns.values(), key=lambda c: (group_rank(c["group"]), c["order"], c["task"], c["id"]))
+    for c in columns.values():  # synthetic twins rank on their own board, never beside paper tasks
+        c["board"] = "synthetic" if c["synthetic"] else "paper"
+    cols = sorted(columns.values(), key=lambda c: (c["board"] == "synthetic", group_rank(c["group"]), c["order"],
+                                                   c["task"], c["id"]))
     _rank(entries, cols)
     groups = sorted({c["group"] for c in cols}, key=group_rank)
     return {
         "title": "SpatialBoost benchmark leaderboard",
         "generated": generated or _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "rank_method": RANK_METHOD,
+        "interval_method": INTERVAL_METHOD,
+        "boards": [{"id": b, "label": BOARD_LABELS[b]} for b in BOARDS if any(c["board"] == b for c in cols)],
         "groups": [{"id": g, "label": group_label(g)} for g in groups],
         "columns": cols,
         "entries": entries,
@@ -209,11 +229,26 @@ def _average_ranks(values: list[tuple[int, float]], higher_is_better: bool) -> d
     return ranks
 
 
+def _reference_kind(name: str, m) -> str:
+    """Why an entry is a reference row ("random init", "expert", "chance") or "" for an encoder."""
+    low = name.lower()
+    if m is not None and (str(m.params.get("random_init", "")).lower() == "true"
+                          or str(m.weights_ids[0] if m.weights_ids else "").startswith("random-init")):
+        return "random init"
+    for word in ("expert", "chance", "oracle"):
+        if word in low:
+            return word
+    return ""
+
+
 def _rank(entries: list[dict[str, Any]], cols: list[dict[str, Any]]) -> None:
+    """Per-column ranks among the encoders of one source (reference rows never ranked); a group's and
+    the overall rank only over the columns that *every* ranked entry of the source has (column ids
+    carry the task version / config, so that is the same protocol variant), with the coverage."""
     for e in entries:
-        e["ranks"], e["rank"], e["coverage"] = {}, {}, {}
+        e["ranks"], e["rank"], e["coverage"], e["coverage_of"] = {}, {}, {}, {}
     for source in SOURCES:
-        members = [(i, e) for i, e in enumerate(entries) if e["source"] == source]
+        members = [(i, e) for i, e in enumerate(entries) if e["source"] == source and not e.get("reference")]
         for col in cols:
             vals = [(i, e["cells"][col["id"]]["mean"]) for i, e in members
                     if col["id"] in e["cells"] and e["cells"][col["id"]]["mean"] is not None]
@@ -224,12 +259,18 @@ def _rank(entries: list[dict[str, Any]], cols: list[dict[str, Any]]) -> None:
             for (i, _), best in zip(vals, best_flags([v for _, v in vals], bool(col["higher_is_better"]))):
                 if best:  # the one best-value rule of every report (leaderboard/grid.py)
                     entries[i]["cells"][col["id"]]["best"] = True
-    for e in entries:
-        for group in {c["group"] for c in cols} | {"overall"}:
-            rs = [e["ranks"][c["id"]] for c in cols if c["id"] in e["ranks"] and group in (c["group"], "overall")]
-            if rs:
-                e["rank"][group] = sum(rs) / len(rs)
-                e["coverage"][group] = len(rs)
+        for board in BOARDS:
+            bcols = [c for c in cols if c["board"] == board]
+            for group in {c["group"] for c in bcols} | {"overall"}:
+                gcols = [c for c in bcols if group in (c["group"], "overall")]
+                ran = [c for c in gcols if any(c["id"] in e["ranks"] for _, e in members)]
+                common = [c for c in ran if all(c["id"] in e["ranks"] for _, e in members)]
+                key = board_key(board, group)
+                for _, e in members:
+                    e["coverage_of"][key] = len(ran)
+                    if common:
+                        e["rank"][key] = sum(e["ranks"][c["id"]] for c in common) / len(common)
+                        e["coverage"][key] = len(common)
 
 
 def _clean(obj: Any) -> Any:

@@ -12,13 +12,19 @@ from typing import Any, Mapping, Sequence
 
 from bench.results import ResultRecord
 from leaderboard import paper
-from leaderboard.grid import (BAD_MARK, GOOD_MARK, MISSING_DATA, NOT_RUN, Cell, Column, Grid, Row, auto_decimals,
+from leaderboard.grid import (BAD_MARK, GOOD_MARK, MISSING_DATA, NOT_RUN, NS_MARK, Cell, Column, Grid, Row, auto_decimals,
                               best_flags, data_status, decimals_for, delta_cell, encoder_order, fmt, fmt_stats,
                               group_label, group_rank, mark_best, sb_base, short_id, status_cell,
                               task_catalog, variant_suffix)
 from leaderboard.measured import Measured, aggregate, measured_layout, measured_title
 from leaderboard.render import (esc_html, esc_latex, esc_md, render, render_html, render_latex, render_markdown,
                                 render_text)
+
+INTERVAL_METHOD = ("95% intervals: percentile bootstrap over test items (2000 resamples, seed 0; per-item "
+                   "scores stored with each run), Student-t over seeds where a run stored none (robot: "
+                   "protocol seeds); +sb deltas: paired bootstrap on the same test items (paired t over "
+                   "common seeds without items). A value without [..] had neither.")
+
 
 def load_records(all_runs: bool = False):
     """Finished task and aggregate runs from the store (`bench.store.read_records`): the newest record
@@ -29,11 +35,18 @@ def load_records(all_runs: bool = False):
 
 
 def fmt_measured(m: Measured, decimals: int) -> str:
-    return fmt_stats(m.mean, m.std, m.n, decimals)
+    return fmt_stats(m.mean, m.std, m.n, decimals, m.lo, m.hi)
 
 
 def _measured_cell(m: Measured, decimals: int, extra: str = "") -> Cell:
-    return Cell(fmt_measured(m, decimals), m.mean, "value", title=measured_title(m) + extra, source="measured")
+    return Cell(fmt_measured(m, decimals), m.mean, "value", title=measured_title(m) + extra, source="measured",
+                lo=m.lo, hi=m.hi)
+
+
+def _delta_ci(b: Measured, s: Measured):
+    from leaderboard.intervals import delta_interval
+
+    return delta_interval(b.interval, s.interval)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,14 +87,16 @@ def _measured_grid(records: Sequence[ResultRecord], metrics: str, catalog: Mappi
                     dcells.append(Cell("", None, "empty"))
                 else:
                     dcells.append(delta_cell(b.mean, s.mean, c.higher_is_better, decimals[c.key], "measured",
-                                             spec.base.encoder))
+                                             spec.base.encoder, _delta_ci(b, s)))
             rows.append(Row(spec.delta_label, dcells, "delta"))
     grid = Grid(title, columns, rows)
     mark_best(grid)
     grid.notes = [
-        "Mean ± std over distinct seeds (n = number of seeds; newest run per identity unless --all-runs). Bold: "
-        f"best in the column by its direction (↑ higher / ↓ lower is better). Δ rows: +sb minus base "
-        f"({GOOD_MARK} better, {BAD_MARK} worse).",
+        "Mean over distinct seeds with its 95% interval [lo, hi] (n = number of seeds; newest run per identity "
+        "unless --all-runs). Bold: best in the column by its direction (↑ higher / ↓ lower is better). Δ rows: "
+        f"+sb minus base ({GOOD_MARK} better, {BAD_MARK} worse, {NS_MARK} = the paired interval covers 0: not "
+        "significant).",
+        INTERVAL_METHOD,
         f"{NOT_RUN}: no finished run for that encoder and task; {MISSING_DATA}: the task's data is not present here.",
         *layout.notes,
     ]

@@ -99,7 +99,7 @@ def test_page_marks_measured_and_paper_numbers_with_protocol(built):
     assert [g["label"] for g in data["groups"]][:2] == [GROUPS["depth"], GROUPS["segmentation"]]
     assert 'class="chart"' in html and "base vs +SB" in html  # SVG bar charts
     # the +SB delta next to its number, by the shared delta rule (RMSE down = better)
-    assert 'class="delta good" title="better with +SB vs dinov3 (0.480)">-0.080 ✓</span>' in html
+    assert 'class="delta good" data-significant="unknown" title="better with +SB vs dinov3 (0.480)">-0.080 ✓</span>' in html
     # reference and diagnostic metrics: behind a toggle, marked, never ranked
     assert '<details id="other-metrics">' in html and 'class="badge role-reference"' in html
     floors = [o for o in data["other_metrics"] if o["metric"] == "floor"]
@@ -114,8 +114,9 @@ def test_ranks_by_direction_within_each_source(built):
     assert ranks[EVIL]["nyud-depth-linear:rmse"] == 3
     assert ranks[EVIL]["ade20k-seg-linear:mIoU"] == 1  # highest mIoU
     e = next(e for e in data["entries"] if e["source"] == "measured" and e["name"] == "dinov3")
-    assert e["rank"]["depth"] == pytest.approx((2 + 1) / 2)  # 2nd on NYUd, 1st (alone) on KITTI
-    assert e["coverage"]["overall"] == 3
+    # group / overall ranks only over the columns every ranked entry has: NYUd (KITTI: dinov3 alone)
+    assert e["rank"]["depth"] == 2 and e["coverage"]["depth"] == 1 and e["coverage_of"]["depth"] == 2
+    assert e["coverage"]["overall"] == 2 and e["coverage_of"]["overall"] == 3
     paper_ranks = {e["name"]: e["ranks"].get("nyud-depth-linear:rmse") for e in data["entries"] if e["source"] == "paper"}
     assert paper_ranks["PE-Spatial+SB"] == 1 and paper_ranks["PE-Core+SB"] == 2  # 0.19, 0.20
     # PE-Core, TIPS+SB and DINOv3+SB tie at 0.25 (ranks 3, 4, 5): they share the average rank

@@ -260,7 +260,7 @@ def test_seeds_aggregate_to_mean_std_n_and_reruns_keep_the_newest(records):
     assert math.isclose(m.mean, 0.48) and math.isclose(m.std, math.sqrt(2) * 0.02)
     assert m.protocol == "nyud-depth-linear-proto" and m.params["protocol.crop"] == "eigen"
     assert m.higher_is_better is False and m.unit == "m" and m.role == "score"
-    assert tables.fmt_measured(m, 3) == "0.480 ± 0.028 (n=2)"
+    assert tables.fmt_measured(m, 3) == "0.480 [0.226, 0.734] (n=2)"
     assert tables.fmt_measured(_agg(records, "dinov3+sb", "nyud-depth-linear", "rmse"), 3) == "0.400"
     # the old-style run: read with defaults, its role and unit filled in from the task's metadata
     old = next(r for r in records if r.task == "kitti-depth-linear")
@@ -294,9 +294,9 @@ def test_other_weights_configs_and_versions_are_never_averaged_in():
     assert cols == ["nyud-depth-linear", "ade20k-seg-linear (v1)", "ade20k-seg-linear (v2, cfg cfg01234)",
                     "ade20k-seg-linear (v2, cfg ffff0000)"]
     main = _row(grid, "dinov3 [w:test-weights]")
-    assert main.cells[0].text == "0.450 ± 0.071 (n=2)"  # the other weights' 0.9 is its own row
+    assert main.cells[0].text == "0.450 [-0.185, 1.085] (n=2)"  # the other weights' 0.9 is its own row
     assert _row(grid, "dinov3 [w:sb-01234567]").cells[0].text == "0.900"
-    assert [c.text for c in main.cells[1:]] == ["40.0", "51.0 ± 1.4 (n=2)", "60.0"]
+    assert [c.text for c in main.cells[1:]] == ["40.0", "51.0 [38.3, 63.7] (n=2)", "60.0"]
     assert "weights" in " ".join(grid.notes) and "never averaged" in " ".join(grid.notes)
     assert "weights test-weights" in main.cells[0].title and "task v1" in main.cells[0].title
 
@@ -306,7 +306,7 @@ def test_random_init_weights_of_the_runs_seed_aggregate_over_seeds():
                         encoder_label="vit-tiny [random-init]") for s, v in ((0, 1.0), (1, 2.0))]
     grid = tables.measured_grid(recs, catalog=CATALOG)
     assert [r.label for r in grid.rows] == ["vit-tiny [random-init]"]
-    assert grid.rows[0].cells[0].text == "1.500 ± 0.707 (n=2)"
+    assert grid.rows[0].cells[0].text == "1.500 [-4.853, 7.853] (n=2)"
 
 
 # ------------------------------------------------------------------ measured table
@@ -320,8 +320,8 @@ def test_measured_table_cells_bold_by_direction_and_deltas(records):
     nyu, ade, kitti = labels.index("nyud-depth-linear"), labels.index("ade20k-seg-linear"), labels.index("kitti-depth-linear")
     base, sb, evil = _row(grid, "dinov3"), _row(grid, "dinov3+sb"), _row(grid, EVIL)
     assert [r.label for r in grid.rows].index("dinov3+sb") == [r.label for r in grid.rows].index("dinov3") + 1
-    assert base.cells[nyu].text == "0.480 ± 0.028 (n=2)"  # unit m: 3 decimals
-    assert base.cells[ade].text == "41.0 ± 1.4 (n=2)"  # unit %: 1 decimal
+    assert base.cells[nyu].text == "0.480 [0.226, 0.734] (n=2)"  # unit m: 3 decimals
+    assert base.cells[ade].text == "41.0 [28.3, 53.7] (n=2)"  # unit %: 1 decimal
     # lower-is-better RMSE: the smallest is bold; higher-is-better mIoU: the largest is bold
     assert sb.cells[nyu].bold and not base.cells[nyu].bold and not evil.cells[nyu].bold
     assert evil.cells[ade].bold and not base.cells[ade].bold and not sb.cells[ade].bold
@@ -394,7 +394,7 @@ def test_paper_table_1_measured_next_to_reported(records):
     j = {(c.group.split(" ↓")[0], c.sub): i for i, c in enumerate(grid.columns)}
     d3, d3sb = _row(grid, "DINOv3"), _row(grid, "DINOv3+SB")
     assert d3.cells[j["NYUd lin.", "paper"]].text == "0.31"
-    assert d3.cells[j["NYUd lin.", "ours"]].text == "0.480 ± 0.028 (n=2)"
+    assert d3.cells[j["NYUd lin.", "ours"]].text == "0.480 [0.226, 0.734] (n=2)"
     assert d3sb.cells[j["NYUd lin.", "ours"]].text == "0.400"
     assert d3.cells[j["KITTI lin.", "ours"]].text == "3.000"
     assert d3sb.cells[j["KITTI lin.", "ours"]].text == tables.MISSING_DATA  # catalogued, data absent
@@ -414,7 +414,7 @@ def test_paper_table_2_higher_is_better_and_table_4_note(records):
     grid = tables.paper_grid(2, records, catalog=CATALOG)
     j = next(i for i, c in enumerate(grid.columns) if c.group.startswith("ADE20K lin.") and c.sub == "ours")
     assert _row(grid, "DINOv3+SB").cells[j - 1].bold  # 59.7 is the best reported
-    assert _row(grid, "DINOv3").cells[j].text == "41.00 ± 1.41 (n=2)"  # the paper's decimals + 1
+    assert _row(grid, "DINOv3").cells[j].text == "41.00 [28.29, 53.71] (n=2)"  # the paper's decimals + 1
     delta = _row(grid, "Δ DINOv3 → +SB")
     assert delta.cells[j].text == "-2.00 ✗" and delta.cells[j].good is False
     assert delta.cells[j - 1].text == "+3.8 ✓"
@@ -455,7 +455,7 @@ def test_latex_escapes_run_data_and_marks(records):
     assert r"\textbf{0.400}" in out
     assert r"\textcolor[rgb]{0,0.5,0}{-0.080 \checkmark{}}" in out
     assert r"\textcolor[rgb]{0.75,0,0}{-2.0 $\times$}" in out
-    assert r"0.480 $\pm$ 0.028 (n=2)" in out
+    assert r"0.480 [0.226, 0.734] (n=2)" in out
     assert tables.esc_latex("a_b & 50% #1 {x} ~^\\") == \
         r"a\_b \& 50\% \#1 \{x\} \textasciitilde{}\textasciicircum{}\textbackslash{}"
 
@@ -480,7 +480,7 @@ def test_cli_table_commands(shared_home, tmp_path, monkeypatch, capsys):
     target = tmp_path / "t1.tex"
     assert main(["table", "--paper", "1", "--format", "latex", "--out", str(target)]) == 0
     tex = target.read_text()
-    assert "\\begin{tabular}" in tex and "DINOv3" in tex and "0.480 $\\pm$ 0.028 (n=2)" in tex
+    assert "\\begin{tabular}" in tex and "DINOv3" in tex and "0.480 [0.226, 0.734] (n=2)" in tex
     assert main(["table", "--paper", "w3", "--format", "html", "--out", str(tmp_path / "w3.html")]) == 0
     assert "<table" in (tmp_path / "w3.html").read_text()
     assert main(["table", "--paper", "7"]) == 2  # unknown table: a clear error, no traceback
