@@ -22,6 +22,7 @@ encoder, the output (cls / avgpool / patches) and the block; nothing non-finite 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import os
@@ -36,6 +37,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from bench import timing
 from bench.encoders.base import Encoder, EncoderOutput
 from bench.errors import NonFiniteFeaturesError
 from bench.feature_store import (STORAGE_DTYPES, CacheRepairWarning, FeatureStore, file_sha256, inspect_part,
@@ -116,6 +118,10 @@ def non_finite_error(encoder: Encoder, output: str, source: torch.Tensor, stored
         f"{source.shape[0]}): the encoder itself produced them (broken or NaN weights?). Nothing was cached for them.")
 
 
+# which (images, transform) an extraction forwards: the tasks-all perf case counts each once (its floor)
+timing_key: contextvars.ContextVar[str] = contextvars.ContextVar("timing_key", default="direct")
+
+
 @dataclass
 class Extractor:
     encoder: Encoder
@@ -135,9 +141,19 @@ class Extractor:
         """Features (`dtype`, CPU) batch by batch, in loader order. With `check_finite`, NaN / inf
         (from the encoder, or by overflowing `dtype`) raise `NonFiniteFeaturesError`."""
         self.encoder.to(self.device)
-        for images, *_ in loader:
-            with autocast_for(self.device):
+        it = iter(loader)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                images, *_ = next(it)
+            except StopIteration:
+                return
+            timing.add("decode", time.perf_counter() - t0)  # what the forward waited for the loader
+            with timing.phase("forward"), autocast_for(self.device):
                 out = self.encoder(images.to(self.device, non_blocking=True), n_last_blocks=spec.n_last_blocks)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+            timing.count(f"rows|{timing_key.get()}|{images.shape[-2]}x{images.shape[-1]}", images.shape[0])
             result = {}
             for k, v in select_features(out, spec).items():
                 stored = v.to(dtype)
@@ -256,6 +272,8 @@ class FeatureCache:
             parts.pop(i, None)
             self.stats.repaired += 1
         todo = [(i, s, e) for i, (s, e) in enumerate(bounds) if i not in parts]
+        timing_key.set(hashlib.sha256(json.dumps([identity, transform], sort_keys=True, default=str).encode()).hexdigest()[:16]
+                       + "." + digest[:8])
         if todo or rec is None:
             index.unlink(missing_ok=True)
             folder.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bench import timing
+
 BACKENDS = ("auto", "torch", "faiss-cpu", "faiss-gpu")
 FAISS_GPU_MAX_K = 2048  # FAISS GPU flat search returns at most 2048 neighbours
 CHUNK_BYTES = 256 << 20  # similarity block per query chunk of the torch backend
@@ -80,6 +82,7 @@ def _torch_topk(q: np.ndarray, db: np.ndarray, k: int, device: str) -> tuple[tor
     return sims, idx
 
 
+@timing.timed("evaluation")
 def cosine_topk(queries, database, k: int, device: str = "cpu", backend: str = "auto"
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(similarities, indices), each (Q, k), sorted by decreasing cosine similarity (exact search;

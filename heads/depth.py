@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from bench import timing
 from heads.bank import BankAdamW, ModuleBank, seeded  # noqa: F401  (re-exported: the depth bank's pieces)
 
 
@@ -231,29 +232,51 @@ class TrainConfig:
 
 @dataclass
 class DepthFeatures:
-    """Cached encoder features of one split (as the cache stores them), with depth targets for training."""
+    """Cached encoder features of one split (as the cache stores them: possibly memory-mapped), with
+    depth targets for training. `rows` selects a subset without copying: `patches`, `cls` and
+    `targets` stay the whole split's tensors and each batch gathers only its rows, so a split larger
+    than memory (the full NYU train set) can be trained on."""
 
     patches: torch.Tensor  # (N, L, h, w, D) fp16
     cls: torch.Tensor  # (N, L, D) fp16
     targets: torch.Tensor | None = None  # (N, H, W) integer depth in dataset units (0 = invalid)
     depth_scale: float = 1.0
+    rows: torch.Tensor | None = None  # the subset's rows of the tensors above; None = all of them
 
     def __len__(self) -> int:
-        return self.patches.shape[0]
+        return self.patches.shape[0] if self.rows is None else len(self.rows)
+
+    def _rows(self, idx: torch.Tensor) -> torch.Tensor:
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return idx if self.rows is None else self.rows[idx]
 
     def batch(self, idx: torch.Tensor, device: torch.device | str = "cpu"):
         """-> patches (B, h, w, L, D) fp32, cls (B, L, D) fp32, target (B, 1, H, W) metres or None."""
-        p = self.patches[idx].to(device, non_blocking=True).permute(0, 2, 3, 1, 4).float()
-        c = self.cls[idx].to(device, non_blocking=True).float()
+        r = self._rows(idx)
+        p = self.patches[r].to(device, non_blocking=True).permute(0, 2, 3, 1, 4).float()
+        c = self.cls[r].to(device, non_blocking=True).float()
         t = None
         if self.targets is not None:
-            t = self.targets[idx].to(device).float().div_(self.depth_scale).unsqueeze(1)
+            t = self.targets[r].to(device).float().div_(self.depth_scale).unsqueeze(1)
         return p, c, t
 
     def subset(self, idx: Sequence[int]) -> "DepthFeatures":
-        i = torch.as_tensor(list(idx), dtype=torch.long)
-        return DepthFeatures(self.patches[i], self.cls[i], None if self.targets is None else self.targets[i],
-                             self.depth_scale)
+        return DepthFeatures(self.patches, self.cls, self.targets, self.depth_scale,
+                             self._rows(torch.as_tensor(list(idx), dtype=torch.long)))
+
+    def target_rows(self) -> torch.Tensor:
+        """The subset's targets (N_subset, H, W), gathered."""
+        return self.targets if self.rows is None else self.targets[self.rows]
+
+    def mean_valid_depth(self, lo: float, hi: float, chunk: int = 256) -> float:
+        """Mean of the targets (metres) in (lo, hi) over the subset, read in chunks (never the whole
+        split as floats at once)."""
+        total, count = 0.0, 0
+        for s in range(0, len(self), chunk):
+            t = self.targets[self._rows(torch.arange(s, min(s + chunk, len(self))))].double() / self.depth_scale
+            m = (t > lo) & (t < hi)
+            total, count = total + float(t[m].sum()), count + int(m.sum())
+        return total / count if count else float("nan")
 
 
 def batch_order(n: int, batch_size: int, iterations: int, seed: int) -> Iterator[torch.Tensor]:
@@ -294,6 +317,7 @@ class BankResult:
     seconds: float = 0.0
 
 
+@timing.timed("head_training")
 def train_bank(banks: Sequence[nn.Module], lrs: Sequence[Sequence[float]], data: DepthFeatures, cfg: TrainConfig, *,
                seed: int = 0, device: torch.device | str = "cpu", progress: bool = False,
                desc: str = "depth heads") -> BankResult:
@@ -335,6 +359,7 @@ def train_bank(banks: Sequence[nn.Module], lrs: Sequence[Sequence[float]], data:
     return BankResult(curves, (~alive).cpu().tolist(), time.perf_counter() - t0)
 
 
+@timing.timed("evaluation")
 @torch.inference_mode()
 def predict(head: nn.Module, data: DepthFeatures, batch_size: int = 16, device: torch.device | str = "cpu",
             size: tuple[int, int] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

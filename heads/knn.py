@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from bench import timing
 from bench.config import RUNTIME
 from bench.metrics.classification import topk_accuracy
 from bench.search import cosine_topk
@@ -31,6 +32,7 @@ def knn_vote(sims: torch.Tensor, neighbour_labels: torch.Tensor, num_classes: in
     return scores
 
 
+@timing.timed("evaluation")
 def knn_classify(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
                  test_labels: torch.Tensor, num_classes: int, cfg: KnnConfig = KnnConfig(),
                  device: str = "cpu") -> dict[str, float]:

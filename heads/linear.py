@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from bench import timing
 from bench.metrics.classification import ClassificationMeter
 
 # DINOv2's grid: 13 learning rates from 1e-5 to 0.1, log-spaced on the 1-2-5 ladder
@@ -276,6 +277,7 @@ class CachedFeatures:
 BatchSource = Callable[[int], Iterable[Batch]]
 
 
+@timing.timed("head_training")
 def train_bank(bank: LinearBank, batches: BatchSource, steps_per_epoch: int, cfg: LinearConfig,
                batch_size: int, progress: bool = False, desc: str = "linear bank") -> list[list[float]]:
     """Train every head for cfg.epochs; `batches(epoch)` yields (cls, avgpool, targets) on the bank's
@@ -298,6 +300,7 @@ def train_bank(bank: LinearBank, batches: BatchSource, steps_per_epoch: int, cfg
     return history
 
 
+@timing.timed("evaluation")
 @torch.no_grad()
 def evaluate_bank(bank: LinearBank, data: CachedFeatures, batch_size: int = 1024) -> list[dict[str, float]]:
     """top1 / top5 / mean_per_class (percent) of every head."""

@@ -13,6 +13,7 @@ in mmseg's `MODELS` (the compatibility shim itself imports no head).
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -33,6 +34,7 @@ from mmseg.models.utils import resize  # noqa: E402
 from mmseg.registry import MODELS  # noqa: E402
 from mmseg.utils import add_prefix  # noqa: E402
 
+from bench import timing  # noqa: E402
 from bench.encoders.base import Encoder  # noqa: E402
 from bench.features import autocast_for  # noqa: E402
 
@@ -70,8 +72,9 @@ class FrozenEncoderBackbone(BaseModule):
         pad_h, pad_w = (-x.shape[-2]) % p, (-x.shape[-1]) % p
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
-        with torch.no_grad(), autocast_for(x.device):
+        with torch.no_grad(), autocast_for(x.device), timing.phase("forward"):
             out = self.encoder(x, n_last_blocks=self.n_last_blocks)
+        timing.count(f"rows|on-the-fly.{os.getpid()}|{x.shape[-2]}x{x.shape[-1]}", x.shape[0])
         return tuple(b.patches.permute(0, 3, 1, 2).float().contiguous() for b in out.blocks)
 
 
@@ -252,6 +255,7 @@ def bank_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 Grid = Callable[[torch.Tensor], torch.Tensor]  # image indices -> (B, C, h, w) features on the device
 
 
+@timing.timed("head_training")
 def train_head_bank(bank: HeadBank, grid: Grid, labels: torch.Tensor, fit: torch.Tensor, cfg: BankConfig, *,
                     iters: int, batch: int, warm: int, generator: torch.Generator,
                     device: torch.device | str = "cpu", progress: bool = False) -> None:
@@ -276,6 +280,7 @@ def train_head_bank(bank: HeadBank, grid: Grid, labels: torch.Tensor, fit: torch
         sched.step()
 
 
+@timing.timed("evaluation")
 @torch.no_grad()
 def bank_logits(bank: HeadBank, grid: Grid, labels: torch.Tensor, idx: torch.Tensor,
                 device: torch.device | str = "cpu", chunk: int = 32) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

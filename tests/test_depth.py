@@ -434,7 +434,7 @@ def test_config_defaults_overrides_and_validation():
     from tasks import get_task
 
     real = get_task("nyud-depth-linear").default_config()
-    assert real.max_train_images == 4000 and real.train.iterations == 8000 and real.train.batch_size == 16
+    assert real.max_train_images == 0 and real.train.iterations == 8000 and real.train.batch_size == 16
     assert real.flip_tta and real.max_depth == 10.0 and real.threads == 0 and real.linear_upsample == 4
     assert get_task("kitti-depth-dpt").default_config().max_depth == 80.0
     synth = get_task("synth-depth-linear").default_config()
@@ -442,14 +442,14 @@ def test_config_defaults_overrides_and_validation():
     assert synth.lrs == (1e-3, 3e-3, 1e-2, 3e-2) and synth.linear_upsample == 1 and not synth.flip_tta
     dpt = get_task("synth-depth-dpt").default_config()
     assert (dpt.train.iterations, dpt.dpt_channels, dpt.dpt_head_upsample, dpt.lrs) == (60, 32, False, (1e-3, 3e-3))
-    over = resolve(real, {"train.iterations": 200, "max_train_images": 0, "threads": 2, "lrs": [1e-3]})
-    assert (over.train.iterations, over.max_train_images, over.threads, over.lrs) == (200, 0, 2, (1e-3,))
+    over = resolve(real, {"train.iterations": 200, "max_train_images": 4000, "threads": 2, "lrs": [1e-3]})
+    assert (over.train.iterations, over.max_train_images, over.threads, over.lrs) == (200, 4000, 2, (1e-3,))
     for bad in ({"train.iterations": 0}, {"train.batch_size": 0}, {"val_fraction": 1.5}, {"threads": -1},
                 {"layer_choices": ["last2"]}, {"min_depth": 20.0}, {"train.iteration": 3}):
         with pytest.raises(ConfigError):
             resolve(real, bad)
     flat = flatten(real)
-    assert flat["max_train_images"] == 4000 and flat["train.iterations"] == 8000 and "threads" in flat
+    assert flat["max_train_images"] == 0 and flat["train.iterations"] == 8000 and "threads" in flat
 
 
 def test_metadata_twins_units_roles_and_nothing_heavy():
@@ -615,14 +615,14 @@ def test_real_task_pipeline_on_written_files(tmp_path, monkeypatch, task_name):
     meta = task.meta
     assert meta.paper_task == task_name and meta.group == "depth" and meta.headline == "rmse"
     cfg = resolve(task.default_config(), {"train.iterations": 2, "train.batch_size": 2})
-    assert cfg.flip_tta is True and cfg.linear_upsample == 4 and cfg.max_train_images == 4000
+    assert cfg.flip_tta is True and cfg.linear_upsample == 4 and cfg.max_train_images == 0
     enc = PosColourEncoder(dim=32)
     ctx = EvalContext(enc, torch.device("cpu"), 0, FeatureCache(tmp_path / "cache"), root=meta.data.prepare(),
                       batch_size=4, progress=False, artifacts_dir=tmp_path / "artifacts")
     m = task.run(ctx, cfg).metrics
     assert set(m) == {x.name for x in meta.metrics}
     p = ctx.params
-    assert p["bank_size"] == 8 and p["n_train_used"] == p["n_train_listed"]  # fewer frames than the subset size
+    assert p["bank_size"] == 8 and p["n_train_used"] == p["n_train_listed"]  # every frame (no subset by default)
     if task_name.startswith("nyu"):
         assert p["frame_hw"] == "48x64" and p["input_hw"] == "224x304" and math.isfinite(m["rmse"])
         assert m["rmse"] > 0 and p["n_test_evaluated"] == 2

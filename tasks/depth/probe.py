@@ -43,6 +43,12 @@ SPEC = FeatureSpec(("patches", "cls"), 4)
 HELDOUT_BATCH = 16
 
 
+def _patches(store):
+    """The patch features as rows read on demand from the cache's memory-mapped shards (a split larger
+    than memory, e.g. every NYU train frame, is never loaded whole)."""
+    return store.column("patches") if hasattr(store, "column") else store["patches"]
+
+
 @dataclass
 class Fitted:
     bank: DepthBank
@@ -90,7 +96,7 @@ class DepthProbe(FeatureProbe):
         size, stride = view.transform.size, cfg.train.target_stride
         target_hw = (size[0] // stride, size[1] // stride)
         f = features["train"]
-        all_train = DepthFeatures(f["patches"], f["cls"], resized_targets(view, target_hw, ctx.progress),
+        all_train = DepthFeatures(_patches(f), f["cls"], resized_targets(view, target_hw, ctx.progress),
                                   view.base.depth_scale)
         tr_idx, va_idx = held_out_split([view.base.groups[i] for i in view.indices], cfg.val_fraction, ctx.seed)
         data_tr, data_va = all_train.subset(tr_idx), all_train.subset(va_idx)
@@ -104,14 +110,13 @@ class DepthProbe(FeatureProbe):
                                 progress=ctx.progress, desc=f"{self.head} depth heads x{len(bank.members)}")
             val = [v for module in bank.banks
                    for v in heldout_rmse(predict(module, data_va, HELDOUT_BATCH, ctx.device, size=target_hw),
-                                         data_va.targets, data_va.depth_scale, ev, module.k)]
+                                         data_va.target_rows(), data_va.depth_scale, ev, module.k)]
         # no valid held-out pixel at all (tiny sets): the first member that did not diverge
         first = next((i for i, d in enumerate(result.diverged) if not d), None)
         best = select_best(val, self.meta.metric("val_rmse"), excluded=result.diverged, fallback=first)
-        t = data_tr.targets.float() / data_tr.depth_scale
-        const = float(t[(t > cfg.min_depth) & (t < cfg.max_depth)].mean())
+        const = data_tr.mean_valid_depth(cfg.min_depth, cfg.max_depth)
         val_const = heldout_rmse(constant_predictions(const, len(data_va), target_hw, HELDOUT_BATCH),
-                                 data_va.targets, data_va.depth_scale, ev, 1)[0]
+                                 data_va.target_rows(), data_va.depth_scale, ev, 1)[0]
         return Fitted(bank, result, [math.inf if d else v for v, d in zip(val, result.diverged)], best, const,
                       val_const, len(tr_idx), len(va_idx), target_hw, threads)
 
@@ -119,9 +124,9 @@ class DepthProbe(FeatureProbe):
         test, ev, best = inputs["test"].dataset, self.eval_config(cfg), fitted.best
         head = fitted.bank.head(best)
         meter, meter_const = DepthMeter(ev), DepthMeter(ev)
-        feats = DepthFeatures(features["test"]["patches"], features["test"]["cls"])
+        feats = DepthFeatures(_patches(features["test"]), features["test"]["cls"])
         flip = features.get("test-hflip")
-        flip_iter = predict(head, DepthFeatures(flip["patches"], flip["cls"]), cfg.eval_batch, ctx.device) \
+        flip_iter = predict(head, DepthFeatures(_patches(flip), flip["cls"]), cfg.eval_batch, ctx.device) \
             if flip is not None else None
         examples = []
         for idx, pred in tqdm(predict(head, feats, cfg.eval_batch, ctx.device), desc="depth test",

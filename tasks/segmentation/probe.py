@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench import timing
 from bench.context import EvalContext
 from bench.features import FeatureSpec
 from bench.metrics import Metric
@@ -171,6 +172,7 @@ def test_pipeline(cfg: SegConfig, test_size: tuple[int, int] | None, multiscale:
                 [dict(type="PackSegInputs")]])]
 
 
+@timing.timed("evaluation")
 @torch.no_grad()
 def run_test(ctx: EvalContext, trained: Trained, data, cfg: SegConfig, multiscale: bool, indices=None):
     """Val split on the fly through mmseg's test pipeline (TTA for +ms) and IoUMetric
