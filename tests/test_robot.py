@@ -277,7 +277,7 @@ def test_bench_run_drawer_open_end_to_end(capsys):
 
     home = Path(os.environ["BENCH_HOME"])  # each seed's result is stored (and resumable) in the task state
     per_seed = {s: json.loads(next(home.rglob(f"drawer-open/seed{s}/result.json")).read_text()) for s in (100, 200)}
-    assert all(set(r) == {"success", "best_epoch"} for r in per_seed.values())
+    assert all(set(r) == {"success", "best_epoch", "expert"} for r in per_seed.values())  # expert: the reference row
     mean = statistics.fmean(r["success"] for r in per_seed.values())
     assert float(success.value.iloc[0]) == pytest.approx(mean)
     assert list(home.rglob("drawer-open/seed100/train.pt")) and list(home.rglob("*embeddings/*vit-tiny*.npz"))

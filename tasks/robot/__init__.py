@@ -1,6 +1,7 @@
 """CortexBench behaviour cloning (paper Table 4; eai-vc `mujoco_vc`): MetaWorld's five tasks, Adroit
-pen / relocate and DMControl reacher-easy (the suites whose experts can be had offline), and the
-MetaWorld and Adroit suite means. Opt-in: hours of CPU rendering at protocol size, so `--tasks all`
+pen / relocate, DMControl's five (reacher-easy scripted; the other four need a SAC expert made by
+`bench robot experts`, their data source says so), and the MetaWorld, Adroit and DMControl suite
+means. Each task's `data` (sources.py) says where its demos come from (official pickle or expert). Opt-in: hours of CPU rendering at protocol size, so `--tasks all`
 leaves them out; run them by name or with `--tasks robot`. Metadata only (no torch / numpy / mujoco); behaviour in `bc.py`, knobs in
 `config.py`, the simulator interface in `env.py`. See docs/robot.md.
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 from bench.metrics import Metric
 from bench.task import AggregateTask, Need, TaskMeta
 from tasks import register_aggregate, register_task
+from tasks.robot.sources import SAC_ENVS, CortexBenchDemos
 
 METAWORLD_TASKS = ("assembly", "bin-picking", "button-press-topdown", "drawer-open", "hammer")
 REFERENCE = ("Majumdar et al. 2023, CortexBench (facebookresearch/eai-vc cortexbench/mujoco_vc "
@@ -21,6 +23,7 @@ BC_METRICS = (
     Metric("success", True, "best-over-evaluations success rate at the last of 500 steps, mean over seeds (%)", "%"),
     Metric("success_std", False, "std over protocol seeds of the success rate", "%", "diagnostic"),
     Metric("best_epoch", False, "0-based epoch of the best evaluation, mean over seeds", "", "diagnostic"),
+    Metric("expert", True, "the demonstrator's score on the same evaluation episodes (reference row)", "%", "reference"),
 )
 
 
@@ -45,7 +48,7 @@ for _task in METAWORLD_TASKS:
         description=f"CortexBench MetaWorld {_task}: behaviour cloning on frozen CLS embeddings (success %)",
         metrics=BC_METRICS, headline="success", protocol="cortexbench-bc", paper_task=None,  # Table 4 has suite means only
         reference=REFERENCE, needs=Need.SIMULATOR | Need.ONLINE_ENCODER | Need.OWN_PROCESS, seeds=(100, 200, 300),
-        notes=metaworld_notes(_task), opt_in=True),
+        notes=metaworld_notes(_task), opt_in=True, data=CortexBenchDemos("metaworld", _task, "scripted")),
         "tasks.robot.bc:CortexBenchBC", suite="metaworld", env=_task)
 
 register_aggregate(AggregateTask(
@@ -80,7 +83,7 @@ for _task in ADROIT_TASKS:
         description=f"CortexBench Adroit {_task}: behaviour cloning on frozen CLS embeddings (success %)",
         metrics=BC_METRICS, headline="success", protocol="cortexbench-bc", reference=REFERENCE,
         needs=Need.SIMULATOR | Need.ONLINE_ENCODER | Need.OWN_PROCESS, seeds=(100, 200, 300),
-        notes=adroit_notes(_task), opt_in=True),
+        notes=adroit_notes(_task), opt_in=True, data=CortexBenchDemos("adroit", _task, "dapg")),
         "tasks.robot.bc:CortexBenchBC", suite="adroit", env=_task)
 
 register_aggregate(AggregateTask(
@@ -90,18 +93,39 @@ register_aggregate(AggregateTask(
              needs=Need.NONE, opt_in=True),
     members=tuple(f"cortexbench-adroit-{t}" for t in ADROIT_TASKS), metric="success"))
 
-# DMControl: only reacher-easy has an offline expert (a scripted controller); the other four need
-# state-based RL experts (docs/robot-suites.md), so the suite mean is not registered yet.
-register_task(TaskMeta(
-    name="cortexbench-dmcontrol-reacher-easy", group="robot",
-    description="CortexBench DMControl reacher-easy: behaviour cloning on frozen CLS embeddings (return / 10)",
-    metrics=(Metric("success", True, "best-over-evaluations normalised return (return / 10), mean over seeds", ""),
-             *BC_METRICS[1:]), headline="success", protocol="cortexbench-bc", reference=REFERENCE,
-    needs=Need.SIMULATOR | Need.ONLINE_ENCODER | Need.OWN_PROCESS, seeds=(100, 200, 300),
-    notes={"env": "dm_control suite reacher/easy, 1000 control steps, task seeded per episode (documented deviation)",
-           "camera": "camera 0 ('fixed'), 256x256", "history": "FLARE 3, no proprio",
-           "score": "return / 10 (eai-vc#14); max over evaluations, mean over seeds",
-           "experts": "scripted reacher controller (measured return/10 98.5 on seeds 0-9)",
-           "paper_counts": "100 demos, 10 eval episodes, 100 epochs (20 evals), seeds 100/200/300",
-           "small_counts": "5 demos, 3 eval episodes, 20 epochs, seeds 100/200"}, opt_in=True),
-    "tasks.robot.bc:CortexBenchBC", suite="dmc", env="reacher-easy")
+DMC_TASKS = {"walker-stand": "side", "walker-walk": "side", "reacher-easy": "fixed", "cheetah-run": "side",
+             "finger-spin": "cam0"}  # camera 0 of each domain
+DMC_METRICS = (Metric("success", True, "best-over-evaluations normalised return (return / 10), mean over seeds", ""),
+               Metric("success_std", False, "std over protocol seeds of the normalised return", "", "diagnostic"),
+               BC_METRICS[2],
+               Metric("expert", True, "the demonstrator's return / 10 on the same evaluation episodes (reference row)",
+                      "", "reference"))
+
+
+def dmc_notes(task: str) -> dict[str, str]:
+    domain, sub = task.split("-")
+    expert = ("scripted reacher controller (measured return/10 98.5 on seeds 0-9)" if task == "reacher-easy" else
+              f"state SAC (stable-baselines3), trained by `bench robot experts --env {task}`; its identity is the data id")
+    return {"env": f"dm_control suite {domain}/{sub}, 1000 control steps, task seeded per episode (documented deviation)",
+            "camera": f"camera 0 ('{DMC_TASKS[task]}'), 256x256", "history": "FLARE 3, no proprio",
+            "score": "return / 10 (eai-vc#14); max over evaluations, mean over seeds", "experts": expert,
+            "paper_counts": "100 demos, 10 eval episodes, 100 epochs (20 evals), seeds 100/200/300",
+            "small_counts": "5 demos, 3 eval episodes, 20 epochs, seeds 100/200"}
+
+
+for _task in DMC_TASKS:
+    register_task(TaskMeta(
+        name=f"cortexbench-dmcontrol-{_task}", group="robot",
+        description=f"CortexBench DMControl {_task}: behaviour cloning on frozen CLS embeddings (return / 10)",
+        metrics=DMC_METRICS, headline="success", protocol="cortexbench-bc", reference=REFERENCE,
+        needs=Need.SIMULATOR | Need.ONLINE_ENCODER | Need.OWN_PROCESS, seeds=(100, 200, 300),
+        notes=dmc_notes(_task), opt_in=True,
+        data=CortexBenchDemos("dmc", _task, "sac" if _task in SAC_ENVS else "scripted")),
+        "tasks.robot.bc:CortexBenchBC", suite="dmc", env=_task)
+
+register_aggregate(AggregateTask(
+    TaskMeta("cortexbench-dmcontrol", "robot", "CortexBench DMControl: mean normalised return (return / 10) of the five tasks",
+             (Metric("normalized_score", True, "mean over the five DMControl tasks of their return / 10", ""),),
+             "normalized_score", protocol="cortexbench-bc", paper_task="cortexbench-dmcontrol", reference=REFERENCE,
+             needs=Need.NONE, opt_in=True),
+    members=tuple(f"cortexbench-dmcontrol-{t}" for t in DMC_TASKS), metric="success"))

@@ -1,4 +1,5 @@
-"""Pictures a BC run leaves in its tracked artifacts: the training curve and an evaluation GIF."""
+"""Pictures a BC run leaves in its tracked artifacts: the training curve and a GIF of the first
+(up to three, side by side) evaluation episodes of the last evaluation."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,7 +37,8 @@ def write_gif(path: Path | None, frames: Sequence[np.ndarray], size: int = 128, 
         return
     from PIL import Image
 
-    images = [Image.fromarray(np.asarray(f, dtype=np.uint8)).resize((size, size)) for f in frames]
+    h, w = np.asarray(frames[0]).shape[:2]  # several episodes side by side: keep the aspect ratio
+    images = [Image.fromarray(np.asarray(f, dtype=np.uint8)).resize((max(1, round(size * w / h)), size)) for f in frames]
     images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
 
 

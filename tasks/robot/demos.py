@@ -26,12 +26,13 @@ class DemoKey:
     shadowsize: int
     frames: bool  # False: state-only demos (a test oracle needs no renders)
     reflection: bool = True
+    expert: str = ""  # a trained expert's identity (DMC SAC: steps + weights digest); "" for scripted / DAPG
 
     @property
     def folder(self) -> str:
         px = (f"{self.image_size}px-shadow{self.shadowsize}" + ("" if self.reflection else "-norefl")
               if self.frames else "state-only")
-        return f"{self.suite}-{self.env}-{px}"
+        return f"{self.suite}-{self.env}-{px}" + (f"-{self.expert}" if self.expert else "")
 
 
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -13,7 +13,7 @@ One `DMCEnv` = one episode at a time, implementing `tasks.robot.env.SuiteEnv`:
 - state(): the flattened dm_control observation (the `OrderedDict` order), float64 - the input of state experts.
 
 Experts: `ReacherExpert` (scripted, reacher/easy only): damped-least-squares IK step toward the target from the
-state, PD-tracked. Walker, cheetah and finger have no expert here (state SAC, see docs/robot-suites.md).
+state, PD-tracked. Walker, cheetah and finger: state SAC experts (`tasks/robot/sac.py`, made by `bench robot experts`).
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ SPECS: dict[str, DMCSpec] = {s.key: s for s in (
 HORIZON = 1000
 CAMERA_ID = 0
 RENDER_SIZE = 256
-EXPERT_TASKS = ("reacher-easy",)
+EXPERT_TASKS = ("reacher-easy",)  # scripted; the others use a cached SAC expert
 
 
 def canonical_name(name: str) -> str:
@@ -61,8 +61,12 @@ def canonical_name(name: str) -> str:
 
 
 def _import_suite() -> Any:
+    import importlib.util
+
     from bench.data.synth.gl import select_gl_backend
 
+    if importlib.util.find_spec("triton") is not None:  # torch's optimisers import it lazily; importing it
+        import triton  # noqa: F401  # after dm_control's EGL (Mesa) segfaults (bench/data/synth/pipeline.py)
     select_gl_backend()  # EGL / OSMesa, chosen once before mujoco is imported
     from dm_control import suite
 
@@ -209,13 +213,18 @@ class ZeroExpert:
         return np.zeros(self.action_dim, dtype=np.float32)
 
 
-def make_dmc_expert(name: str, env: Any = None) -> ReacherExpert:
+def make_dmc_expert(name: str, env: Any = None) -> Any:
+    """reacher-easy: the scripted controller; the other four: the cached SAC expert (`bench robot experts`)."""
     key = canonical_name(name)
     if key == "reacher-easy":
         return ReacherExpert()
-    raise NotImplementedError(
-        f"no DMControl expert for {key}: only reacher-easy has a scripted one; the others need a state-based "
-        "SAC expert (stable-baselines3), see docs/robot-suites.md")
+    from tasks.robot.sac_expert import SACExpert
+    from tasks.robot.sources import sac_expert_dir
+
+    path = sac_expert_dir(key) / "expert.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"no SAC expert for {key} at {path}: run `bench robot experts --env {key}` first")
+    return SACExpert(path)
 
 
 def run_policy(name: str, policy: Any, seeds: list[int] | range, **env_kwargs: Any) -> list[float]:

@@ -16,9 +16,11 @@ Act = Callable[[np.ndarray], np.ndarray]  # (N, in_dim) policy inputs -> (N, A) 
 
 
 def evaluate(envs: Sequence[SuiteEnv], base_seed: int, observe: Observe, embed: Embed, act: Act,
-             use_proprio: bool = True, record: int = -1, record_every: int = 1) -> tuple[list[float], list[np.ndarray]]:
+             use_proprio: bool = True, record: int = -1, record_every: int = 1,
+             record_n: int = 1) -> tuple[list[float], list[np.ndarray]]:
     """Run len(envs) full episodes (seeds base_seed + ep) to the suite's horizon; returns the
-    per-episode scores (the suite's rule) and, when `record` >= 0, frames of that episode."""
+    per-episode scores (the suite's rule) and, when `record` >= 0, frames of episodes
+    record .. record + record_n - 1 side by side (every `record_every` steps)."""
     n = len(envs)
     for ep, env in enumerate(envs):
         env.reset(base_seed + ep)
@@ -29,7 +31,7 @@ def evaluate(envs: Sequence[SuiteEnv], base_seed: int, observe: Observe, embed: 
     for t in range(horizon):
         obs = np.stack([observe(env) for env in envs])
         if 0 <= record < n and t % record_every == 0 and obs.ndim == 4:
-            frames.append(obs[record])
+            frames.append(np.concatenate(list(obs[record:record + record_n]), axis=1))
         history.push(embed(obs))
         proprio = np.stack([env.proprio() for env in envs]) if use_proprio else None
         actions = act(history.fused(proprio))

@@ -36,4 +36,11 @@ def make_expert(suite: str, name: str, env: SuiteEnv) -> Expert:
     raise ValueError(f"unknown CortexBench suite {suite!r} (metaworld, dmc, adroit)")
 
 
-__all__ = ["make_env", "make_expert"]
+def expert_id(suite: str, name: str) -> str:
+    """Identity of a trained expert (part of the demo cache key): DMC SAC "sac<steps>-<sha12>", else ""."""
+    from tasks.robot.sources import SAC_ENVS, sac_expert_id
+
+    return sac_expert_id(name) if suite == "dmc" and name in SAC_ENVS else ""
+
+
+__all__ = ["expert_id", "make_env", "make_expert"]
