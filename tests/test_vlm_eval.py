@@ -289,3 +289,19 @@ def _coco_string(counts: list[int]) -> str:
                 ch |= 0x20
             out.append(chr(ch + 48))
     return "".join(out)
+
+
+def test_headline_item_scores_reproduce_the_metric():
+    from bench.vlm.benchmarks import score
+    from bench.vlm.readers import VQAItem
+    from tasks.vlm.evaluate import VLMEvalConfig, headline_items
+
+    items = [VQAItem(str(i), "q", "A", category="c", extra={"index": i, "choices": ["x", "y"]})
+             for i in (1, 1_000_001, 2, 1_000_002)]
+    metrics, _, rows = score("mmbench", items, ["A", "A", "A", "B"])
+    got = headline_items("mmbench", VLMEvalConfig(), items, rows, metrics)["accuracy"]
+    assert metrics["accuracy"] == 50.0 == got.value() and list(got.values) == [1.0, 0.0]
+    sp = [VQAItem("1", "q", "2 m", category="distance_data"), VQAItem("2", "q", "Yes.", category="tall_predicate")]
+    metrics, _, rows = score("spatialrgpt", sp, ["2 m", "No"])
+    assert headline_items("spatialrgpt", VLMEvalConfig(), sp, rows, metrics)["accuracy"].value() == 100.0
+    assert headline_items("spatialrgpt", VLMEvalConfig(headline="mean"), sp, rows, metrics) == {}

@@ -118,7 +118,37 @@ def run_on(kind: str, vlm, items, cfg: VLMEvalConfig, ctx: Any) -> TaskResult:
     import math
 
     # a sub-score with no item (e.g. no qualitative question under --set limit) is left out, never NaN
-    return TaskResult({k: v for k, v in out.metrics.items() if math.isfinite(v)}, out.breakdown)
+    metrics = {k: v for k, v in out.metrics.items() if math.isfinite(v)}
+    return TaskResult(metrics, out.breakdown, headline_items(kind, cfg, items, out.rows, metrics))
+
+
+def headline_items(kind: str, cfg: VLMEvalConfig, items, rows: list[dict], metrics: dict) -> dict:
+    """Per-item scores of the headline (reports bootstrap intervals over them): correctness x 100 per
+    item, per question (all rotations) for MMBench, VQA accuracy for VQAv2; none for sums (MME) and
+    for SpatialRGPT's `mean` headline (not a mean over items)."""
+    import numpy as np
+
+    from bench.task import ItemScores
+    from bench.vlm.spatial_scoring import QUALITATIVE, QUANTITATIVE
+
+    if kind == "mme" or "accuracy" not in metrics:
+        return {}
+    if kind == "spatialrgpt":
+        if cfg.headline == "mean":
+            return {}
+        cats = QUANTITATIVE if cfg.headline == "quantitative" else QUALITATIVE
+        values = [float(r["correct"]) for r, it in zip(rows, items) if it.category in cats]
+    elif kind == "mmbench":
+        groups: dict[int, bool] = {}
+        for r, it in zip(rows, items):
+            q = it.extra["index"] % 1_000_000
+            groups[q] = groups.get(q, True) and bool(r["correct"])
+        values = [float(v) for _, v in sorted(groups.items())]
+    elif kind == "vqav2":
+        values = [float(r["score"]) for r in rows]
+    else:
+        values = [float(r["correct"]) for r in rows]
+    return {"accuracy": ItemScores(np.asarray(values, dtype=np.float64), "mean", 100.0)}
 
 
 __all__ = ["DEFAULT_SPLIT", "VLMBenchmark", "VLMEvalConfig", "run_on"]
