@@ -97,14 +97,13 @@ class Executor:
 
     def execute(self) -> list[ResultRecord]:
         from bench.encoders import load_encoder
-        from bench.store import read_records
 
         roots = self.prepare()
-        tracker = Tracker()
+        tracker = self.make_tracker()
         dead = tracker.reap_dead_runs()
         if dead:
             self.say(f"[store] marked {len(dead)} run(s) of dead processes KILLED")
-        self.done = {} if self.cfg.force else {r.identity_hash: r for r in read_records(kinds=("task",))}
+        self.done = {} if self.cfg.force else self.finished()
         resolved = {"run": {**{k: v for k, v in vars(self.cfg).items() if k != "task_config"},
                             "device": str(self.device), "num_workers": self.workers, "code_version": code_version()},
                     "tasks": {t.name: json.loads(json.dumps(t.protocol_params(), default=str)) for t in self.plan.tasks}}
@@ -150,6 +149,17 @@ class Executor:
             if self.failures:
                 parent.log_json("failures.json", [{"encoder": e, "task": t, "cause": c} for e, t, c in self.failures])
         return self.records
+
+    # ------------------------------------------------------------ where records go (sweep jobs override)
+    def make_tracker(self):
+        """The run store: MLflow (a sweep job without a tracking server writes record files instead)."""
+        return Tracker()
+
+    def finished(self) -> dict[str, ResultRecord]:
+        """identity hash -> finished record: these pairs are reused, never rerun."""
+        from bench.store import read_records
+
+        return {r.identity_hash: r for r in read_records(kinds=("task",))}
 
     def fail(self, encoder: str, tasks: list[str], exc: BaseException) -> None:
         import logging

@@ -1,0 +1,124 @@
+"""SLURM through submitit: one job array per sweep (`map_array`), capped by `--array-parallelism`
+(`#SBATCH --array=0-N%CAP`), per-job logs in `<sweep>/slurm/%A_%a_*`, requeue on preemption or
+timeout (`SweepJob.checkpoint` -> `DelayedSubmission`, up to `max_requeue` times; preemption needs
+`SlurmctldParameters=preempt_send_user_signal`), and partition / GPUs / time / CPUs / memory from
+flags or a YAML file (`--slurm-config`). Multi-node SpatialBoost training is one job with
+`nodes=N, tasks_per_node=G, gpus_per_node=G`: submitit's `TorchDistributedEnvironment().export()`
+sets the torchrun variables `bench/spatialboost/distributed.py` reads, and `--fsdp` shards it."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+from bench.errors import BenchError
+
+
+@dataclass
+class SlurmOptions:
+    partition: str = ""
+    gpus_per_node: int = 1
+    cpus_per_task: int = 10
+    mem_gb: int = 0  # 0: submitit default (the partition's)
+    timeout_min: int = 240
+    array_parallelism: int = 16
+    max_requeue: int = 5  # submitit slurm_max_num_timeout: requeues on preemption / timeout
+    signal_delay_s: int = 120  # the checkpoint signal this long before the time limit
+    account: str = ""
+    qos: str = ""
+    constraint: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # more #SBATCH options (slurm_additional_parameters)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None, **overrides: Any) -> "SlurmOptions":
+        data: dict[str, Any] = {}
+        if path:
+            import yaml
+
+            data = yaml.safe_load(Path(path).read_text()) or {}
+            if not isinstance(data, dict):
+                raise BenchError(f"{path}: a SLURM config is a mapping (partition: ..., gpus_per_node: ...)")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            import difflib
+
+            hints = [f"{u} (did you mean {', '.join(difflib.get_close_matches(u, known, 2)) or '?'})" for u in unknown]
+            raise BenchError(f"{path}: unknown SLURM option(s): {'; '.join(hints)}; known: {', '.join(sorted(known))}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**data)
+
+    def parameters(self) -> dict[str, Any]:
+        """submitit AutoExecutor parameters (slurm_* names where submitit wants them)."""
+        p: dict[str, Any] = {"timeout_min": self.timeout_min, "gpus_per_node": self.gpus_per_node,
+                             "cpus_per_task": self.cpus_per_task, "tasks_per_node": 1, "nodes": 1,
+                             "slurm_array_parallelism": self.array_parallelism,
+                             "slurm_signal_delay_s": self.signal_delay_s}
+        if self.mem_gb:
+            p["mem_gb"] = self.mem_gb
+        for key in ("partition", "account", "qos", "constraint"):
+            if getattr(self, key):
+                p[f"slurm_{key}"] = getattr(self, key)
+        if self.extra:
+            p["slurm_additional_parameters"] = dict(self.extra)
+        return p
+
+
+def make_executor(folder: Path, opts: SlurmOptions, cluster: str = "slurm", name: str = "bench-sweep"):
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=str(folder / "slurm" / "%j"), cluster=cluster,
+                                     slurm_max_num_timeout=opts.max_requeue)
+    params = opts.parameters() if cluster == "slurm" else {"timeout_min": opts.timeout_min}
+    executor.update_parameters(name=name, **params)
+    return executor
+
+
+def submission_text(folder: Path, n_jobs: int, opts: SlurmOptions, name: str = "bench-sweep") -> str:
+    """The sbatch file submitit writes for an array of `n_jobs` (shown by --dry-run, checked in tests)."""
+    from submitit.slurm import slurm
+
+    params = {k[len("slurm_"):] if k.startswith("slurm_") else k: v for k, v in opts.parameters().items()}
+    params.pop("max_num_timeout", None)
+    cap = params.pop("array_parallelism")
+    return slurm._make_sbatch_string(command="python -u -m submitit.core._submit '%s'" % (folder / "slurm" / "%j"),
+                                     folder=str(folder / "slurm" / "%j"), job_name=name,
+                                     map_count=n_jobs, array_parallelism=cap, **params)
+
+
+def submit_array(folder: Path, job_dirs: Sequence[Path], opts: SlurmOptions, cluster: str = "slurm"):
+    """One array job of every job folder (returns the submitit jobs; the driver waits on them)."""
+    from runners.sweep.job import SweepJob
+
+    executor = make_executor(folder, opts, cluster)
+    return executor.map_array(SweepJob(), [str(d) for d in job_dirs])
+
+
+class SBTrainJob:
+    """Multi-node SpatialBoost training: every task of the job exports the torchrun environment from
+    SLURM and runs the trainer's own entry point (`python -m bench.spatialboost.train ARGS`)."""
+
+    def __call__(self, argv: list[str]) -> int:
+        import submitit
+
+        env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        print(f"rank {env.rank}/{env.world_size} (local {env.local_rank}) master {env.master_addr}:{env.master_port}",
+              flush=True)
+        from bench.spatialboost.train import main
+
+        return main(list(argv))
+
+    def checkpoint(self, argv: list[str]):  # the trainer resumes from its stage checkpoints
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(SBTrainJob(), argv)
+
+
+def submit_sb_training(folder: Path, argv: list[str], nodes: int, opts: SlurmOptions, cluster: str = "slurm"):
+    executor = make_executor(folder, opts, cluster, name="bench-sb-train")
+    if cluster == "slurm":
+        executor.update_parameters(nodes=nodes, tasks_per_node=opts.gpus_per_node, gpus_per_node=opts.gpus_per_node)
+    return executor.submit(SBTrainJob(), list(argv))
+
+
+__all__ = ["SBTrainJob", "SlurmOptions", "make_executor", "submission_text", "submit_array", "submit_sb_training"]
