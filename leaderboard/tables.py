@@ -164,7 +164,7 @@ def paper_grid(key: str | int, records: Sequence[ResultRecord] = (), catalog: Ma
         spec.append((ptask, pmetric, ours, hib, decimals))
 
     rows: list[Row] = []
-    values_by_row: dict[str, list[tuple[float | None, float | None]]] = {}
+    values_by_row: dict[str, list[tuple[float | None, float | None, Measured | None]]] = {}
     notes: list[str] = []
     for enc in table.encoders:
         candidates = paper.zoo_candidates(enc)
@@ -193,22 +193,24 @@ def paper_grid(key: str | int, records: Sequence[ResultRecord] = (), catalog: Ma
                          if others else "")
                 cells.append(_measured_cell(m, decimals + 1, extra))
                 o_val = m.mean
+                o_m = m
             elif not candidates:
                 cells.append(Cell(NOT_RUN, None, "not-run", title=f"{enc}: no encoder of our zoo corresponds"))
                 o_val = None
             else:
                 cells.append(status_cell(ours.task, catalog, "measured"))
                 o_val = None
-            pairs.append((p_val, o_val))
+            pairs.append((p_val, o_val, o_m if o_val is not None else None))
         zoo = used_zoo or (candidates[0] if candidates else "")
         rows.append(Row(enc, cells, "encoder", title=f"ours: {zoo}" if zoo else "no zoo encoder"))
         values_by_row[enc] = pairs
         base = sb_base(enc)
         if base is not None and base in values_by_row:
             dcells = []
-            for (ptask, pmetric, ours, hib, decimals), (pb, ob), (ps, os_) in zip(spec, values_by_row[base], pairs):
+            for (ptask, pmetric, ours, hib, decimals), (pb, ob, mb), (ps, os_, ms) in zip(spec, values_by_row[base], pairs):
                 dcells.append(delta_cell(pb, ps, hib, decimals, "paper", base))
-                dcells.append(delta_cell(ob, os_, hib, decimals + 1, "measured", base))
+                dcells.append(delta_cell(ob, os_, hib, decimals + 1, "measured", base,
+                                         _delta_ci(mb, ms) if mb is not None and ms is not None else None))
             rows.append(Row(f"Δ {base} → {variant_suffix(enc)}", dcells, "delta"))
     grid = Grid(table.title, columns, rows, [])
     mark_best(grid)
