@@ -96,10 +96,11 @@ def cell_interval(metric: str, seeds: Sequence[int], seed_values: Sequence[float
         if lo is not None:
             extra = f", {len(seeds)} seeds" if len(seeds) > 1 else ""
             return CellInterval(lo, hi, f"bootstrap over {boot.values.shape[0]} test items{extra}", boot, by_seed)
-    values = list(robot_seeds) if len(robot_seeds) > 1 and len(seeds) == 1 else list(seed_values)
+    protocol = len(robot_seeds) > 1 and len(seeds) == 1  # seeds inside one run (robot breakdown)
+    values = list(robot_seeds) if protocol else list(seed_values)
     if len(values) > 1:
         ci = stats.seed_interval(values)
-        what = "protocol seeds" if values is not seed_values and robot_seeds else "seeds"
+        what = "protocol seeds" if protocol else "seeds"
         return CellInterval(_finite(ci.lo), _finite(ci.hi), f"t over {len(values)} {what}", None, by_seed)
     return CellInterval(None, None, NO_INTERVAL, None, by_seed)
 

@@ -132,3 +132,23 @@ def test_browser_renders_intervals_and_the_significance_mark(browser, board):
     assert "✓" in sig and "[" in sig
     ref = cdp.eval("""document.querySelector('#table-overall tr[data-encoder="vit-tiny"] td.rank').textContent""")
     assert ref.strip() == "ref."
+
+
+def test_robot_intervals_come_from_the_protocol_seeds_in_the_breakdown():
+    from leaderboard.intervals import cell_interval, delta_interval, robot_seed_values
+
+    breakdown = {"env:pen/seed:0": {"success": 50.0}, "env:relocate/seed:0": {"success": 70.0},
+                 "env:pen/seed:1": {"success": 60.0}, "env:relocate/seed:1": {"success": 90.0},
+                 "env:pen/seed:2": {"success": 55.0}, "env:relocate/seed:2": {"success": 80.0},
+                 "env:pen": {"success": 55.0}}  # the per-env means are not seeds
+    per_seed = robot_seed_values(breakdown, "success")
+    assert per_seed == [60.0, 75.0, 67.5]  # mean over environments, per protocol seed
+    ci = cell_interval("success", (0,), (67.5,), [None], per_seed)
+    want = stats.seed_interval(per_seed)
+    assert ci.method == "t over 3 protocol seeds" and (ci.lo, ci.hi) == pytest.approx((want.lo, want.hi))
+    # without items, a delta over common run seeds is a paired t; with one common seed, none
+    a = cell_interval("x", (0, 1, 2), (1.0, 2.0, 3.0), [None] * 3)
+    b = cell_interval("x", (0, 1, 2), (1.5, 2.6, 3.4), [None] * 3)
+    d = delta_interval(a, b)
+    assert d.significant is True and d.method == "paired t over 3 seeds" and d.lo > 0
+    assert delta_interval(a, cell_interval("x", (0,), (9.0,), [None])).significant is None
