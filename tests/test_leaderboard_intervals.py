@@ -132,6 +132,10 @@ def test_browser_renders_intervals_and_the_significance_mark(browser, board):
     assert "✓" in sig and "[" in sig
     ref = cdp.eval("""document.querySelector('#table-overall tr[data-encoder="vit-tiny"] td.rank').textContent""")
     assert ref.strip() == "ref."
+    cdp.click('#table-segmentation tr[data-encoder="dinov3+sb"] td[data-col="ade20k-seg-linear:mIoU"]')
+    detail = cdp.eval("document.getElementById('detail-body').textContent")
+    assert "95% interval[" in detail and "bootstrap over 300 test items" in detail
+    assert "+SB delta interval" in detail and "paired bootstrap" in detail and "; significant)" in detail
 
 
 def test_robot_intervals_come_from_the_protocol_seeds_in_the_breakdown():

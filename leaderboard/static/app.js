@@ -102,6 +102,11 @@
     } else if (entry.source === "measured") {
       addDetail(dl, "mean", String(cell.mean));
       if (cell.std !== null) addDetail(dl, "std", String(cell.std));
+      addDetail(dl, "95% interval", (cell.lo !== null && cell.lo !== undefined) ?
+        "[" + cell.lo + ", " + cell.hi + "] (" + cell.ci_method + ")" : (cell.ci_method || "none"));
+      if (cell.delta_ci && cell.delta_ci.lo !== null) addDetail(dl, "+SB delta interval",
+        "[" + cell.delta_ci.lo + ", " + cell.delta_ci.hi + "] (" + cell.delta_ci.method + "; " +
+        (cell.delta_ci.significant ? "significant" : "not significant") + ")");
       addDetail(dl, "n (seeds)", cell.n + " (" + cell.seeds.join(", ") + ")");
       addDetail(dl, "values", cell.values.join(", "));
       addDetail(dl, "run ids", cell.run_ids.join(", "));
