@@ -13,7 +13,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-FAST = ["max_length=384", "eval_samples=0", "threads=1", "train_resolution=64",
+FAST = ["max_length=384", "eval_samples=0", "threads=1", "train_resolution=64", "answer_views=1",
         "stage1.max_steps=1", "stage2.max_steps=1", "stage1.micro_batch=4", "stage1.global_batch=4",
         "stage2.micro_batch=4", "stage2.global_batch=4",
         "stage3.micro_batch=2", "stage3.global_batch=2", "stage3.max_steps=4", "stage3.lr=1e-3"]
@@ -64,12 +64,38 @@ def test_diagnostics_are_tracked_and_shown(healthy, shared_home, capsys):
                 "stage3_supervised_tokens"):
         assert len(client.get_metric_history(run.info.run_id, key)) == 4, key
     assert run.data.metrics["stage3_healthy"] == 1.0
+    for stage in (1, 2, 3):  # held-out answers vs the text-only prior, per stage and family
+        for key in ("depth_abs_err_m", "closer_accuracy", "cube_centre_abs_err_m", "left_of_accuracy",
+                    "distance_abs_err_m"):
+            assert f"answers_stage{stage}_{key}" in run.data.metrics and f"answers_stage{stage}_{key}_prior" \
+                in run.data.metrics
     arts = [a.path for a in client.list_artifacts(run.info.run_id, "sb")]
     assert "sb/stage3_diagnostics.png" in arts
     assert main(["sb", "info", "vit-tiny+sb"]) == 0
     out = capsys.readouterr().out
     assert "stage 3 health: OK" in out and "attn_plus_drift" in out and "enc grad norm" in out
     assert len([ln for ln in out.splitlines() if ln.strip().split(" ")[0] in {"init", "1", "2", "3", "4"}]) == 5
+
+
+def test_answer_scoring_by_hand():
+    import numpy as np
+
+    from bench.spatialboost.answers import Question, parse, summarise, text_prior
+
+    qs = [Question("depth", None, "q", 2.0), Question("depth", None, "q", 3.0), Question("closer", None, "q", True),
+          Question("closer", None, "q", False)]
+    prior = text_prior([Question("depth", None, "q", 1.0), Question("depth", None, "q", 2.0),
+                        Question("depth", None, "q", 9.0), Question("closer", None, "q", True)])
+    assert prior == {"depth": 2.0, "closer": True}
+    answers = ["The depth at point (0.1, 0.2) is 2.500 meters.", "garbled", "Yes. Point ...", "Yes, ..."]
+    res = summarise(qs, answers, prior)
+    assert res["depth"]["model"] == (0.5 + 1.0) / 2 and res["depth"]["prior"] == (0.0 + 1.0) / 2  # garbled -> prior
+    assert res["depth"]["parsed"] == 0.5 and not res["depth"]["beats_prior"]
+    assert res["closer"]["model"] == 0.5 == res["closer"]["prior"]
+    assert parse("depth", "The surface at pixel point (0.5, 0.5) is 42.1 centimeters from the camera.") == \
+        pytest.approx(0.421)
+    assert np.allclose(parse("cube_centre", "The red box's 3D bounding cube is centered at (0.1, -2.0, 3.5) in meters."),
+                       [0.1, -2.0, 3.5])
 
 
 def test_cut_encoder_gradient_fails_the_health_check(healthy, shared_home):

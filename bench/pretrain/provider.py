@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.encoders.variants import Prerequisite
 from bench.errors import NotTrainedError
-from bench.pretrain.recipe import LABEL, LOG_FILE, MEASURED_SECONDS, RECIPES, output_dir, weights_path
+from bench.pretrain.recipe import LABEL, LOG_FILE, MEASURED_SECONDS, OBJECTIVES, RECIPES, output_dir, weights_path
 
 
 def command(name: str) -> str:
@@ -66,7 +66,7 @@ class SyntheticPretrainer:
             pretrain(recipe, progress=progress)
             self.weights_file(name)
 
-        detail = (f"{recipe.objective.upper()} self-distillation, {recipe.steps} steps on the synthetic "
+        detail = (f"{OBJECTIVES.get(recipe.objective, recipe.objective)}, {recipe.steps} steps on the synthetic "
                   f"'{recipe.synth_preset}' training images -> {weights_path(name)}")
         return Prerequisite(name, f"pretrain {name} ({LABEL})", detail, estimate_seconds(name), ready=True,
                             run=run)

@@ -156,20 +156,25 @@ def answer(vlm, tokenizer, transform, questions: list[Question], max_new_tokens:
     for q in questions:
         msgs = [{"role": "user", "content": f"{IMAGE_TOKEN}\n{q.question}"}]
         ids = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
-        ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)
+        ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
         with Image.open(q.image) as im:
             pixels = transform(im.convert("RGB"))[None].to(device)
-        visual = vlm.visual_tokens(pixels)
+        t = torch.tensor([ids], device=device)
+        emb, mask, _, pos = vlm.splice(t, torch.ones_like(t), None, vlm.visual_tokens(pixels), [1])
+        embed = vlm.llm.get_input_embeddings()
         new: list[int] = []
-        for _ in range(max_new_tokens):
-            t = torch.tensor([ids + new], device=device)
-            mask = torch.ones_like(t)
-            emb, m, _, pos = vlm.splice(t, mask, None, visual, [1])
-            logits = vlm.llm(inputs_embeds=emb, attention_mask=m, position_ids=pos).logits[0, -1]
-            nxt = int(logits.argmax())
+        past = None
+        for _ in range(max_new_tokens):  # incremental decoding with the LLM's KV cache
+            step = vlm.llm(inputs_embeds=emb, attention_mask=mask, position_ids=pos, past_key_values=past,
+                           use_cache=True)
+            past = step.past_key_values
+            nxt = int(step.logits[0, -1].argmax())
             if nxt == stop:
                 break
             new.append(nxt)
+            emb = embed(torch.tensor([[nxt]], device=device))
+            mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)
+            pos = pos[:, -1:] + 1
         out.append(tokenizer.decode(new, skip_special_tokens=True))
     vlm.llm.train(was)
     return out

@@ -99,6 +99,7 @@ TINY_PROFILE: dict[str, Any] = {
     "train_resolution": 112,
     "max_length": 1024,
     "eval_samples": 8,
+    "stage2_spatial": True, "answer_views": 8,
     "stage1.lr": 2e-3, "stage1.global_batch": 8, "stage1.micro_batch": 8, "stage1.epochs": 2,
     "stage2.lr": 1e-3, "stage2.global_batch": 8, "stage2.micro_batch": 8, "stage2.epochs": 2,
     "stage3.lr": 1e-3, "stage3.global_batch": 8, "stage3.micro_batch": 8, "stage3.epochs": 2,
