@@ -24,7 +24,7 @@ def fourier(xyz: torch.Tensor, dim: int = 96, sigma: float = 4.0, seed: int = 0)
     return torch.cat([proj.sin(), proj.cos()], -1)
 
 
-def oracle_lifter(kind: str, noise: float = 0.3):
+def oracle_lifter(kind: str, noise: float = 0.2):
     """A SceneLifter whose features are an oracle: 'labels' (one-hot class + noise) or 'coords'."""
     from bench.data.scannet import load_points
     from bench.data.scannet_lift import SceneLifter
@@ -41,5 +41,32 @@ def oracle_lifter(kind: str, noise: float = 0.3):
             else:
                 feat = fourier(torch.from_numpy(np.asarray(points)))
             return feat.half(), seen
+
+    return Oracle
+
+
+def object_oracle_lifter(noise: float = 0.1):
+    """Per point: one-hot category and colour of the object it belongs to (zeros elsewhere)."""
+    import json
+
+    from bench.data.scannet import load_instances
+    from bench.data.scannet_lift import SceneLifter
+    from bench.data.synth.catalog import CATEGORY_NAMES, COLOURS
+
+    colours = list(COLOURS)
+
+    class Oracle(SceneLifter):
+        def get(self, scene, points, points_file, subset=None):
+            _, seen = super().get(scene, points, points_file, subset)
+            split = Path(points_file).parent.name
+            inst = load_instances(self.root, split, scene, len(points))
+            meta = {o["id"]: o for o in json.loads((self.root / "synth_meta" / f"{scene}.json").read_text())["objects"]}
+            feat = torch.zeros(len(points), len(CATEGORY_NAMES) + len(colours))
+            for iid, o in meta.items():
+                m = torch.from_numpy(inst == iid)
+                feat[m, CATEGORY_NAMES.index(o["category"])] = 1
+                feat[m, len(CATEGORY_NAMES) + colours.index(o["colour"])] = 1
+            g = torch.Generator().manual_seed(len(points))
+            return (feat + noise * torch.randn(feat.shape, generator=g)).half(), seen
 
     return Oracle

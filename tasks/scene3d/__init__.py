@@ -28,7 +28,8 @@ REG_METRICS = (
     Metric("rmse_m", False, "mean RMSE of overlapping cloud-1 points", "m", "diagnostic"),
     Metric("pairs_skipped", False, "scenes without two overlapping partial clouds (counted, not scored)", "",
            "diagnostic"),
-    reference("identity_rr", True, "RR of predicting the identity transform", "%"))
+    reference("identity_rr", True, "RR of predicting the identity transform", "%"),
+    Metric("train_rr", True, "RR on the training pairs (fit; the gap to rr_at_0.05m is overfitting)", "%", "diagnostic"))
 
 SEMSEG_DATA = scannet_data("ScanNet v2 (OpenScene export)", ("meta_data",))
 REG_DATA = scannet_data("ScanNet v2 + Lexicon3D registration poses", ("meta_data", "lexicon3d/unified_pose"))
@@ -60,3 +61,23 @@ _register("scannet-registration", "registration", "tasks.scene3d.registration:Re
 _register("synth-scannet-registration", "registration", "tasks.scene3d.registration:Registration3D", REG_METRICS,
           "rr_at_0.05m", SYNTH, "Synthetic ScanNet twin: partial-scene registration from disjoint view sets", False,
           "scannet-registration", REG_NOTES)
+
+VG_METRICS = (
+    Metric("accuracy", True, "Acc@0.5: chosen ground-truth box has IoU >= 0.5 with the target", "%"),
+    Metric("acc_at_0.25", True, "Acc@0.25", "%"),
+    Metric("accuracy_unique", True, "Acc@0.5 on targets whose class is unique in the scene", "%", "diagnostic"),
+    Metric("accuracy_multiple", True, "Acc@0.5 on targets with same-class distractors", "%", "diagnostic"),
+    reference("chance", True, "expected Acc@0.5 of a uniformly random box", "%"),
+    Metric("train_accuracy", True, "Acc@0.5 on the training descriptions (fit)", "%", "diagnostic"))
+VG_DATA = scannet_data("ScanNet v2 + ScanRefer", ("meta_data", "scanrefer", "scannetv2"),
+                       "ScanRefer (https://github.com/daveredrum/ScanRefer, request form): "
+                       "ScanRefer_filtered_{train,val}.json in <root>/scanrefer; M3DRef-CLIP's preprocessed scene "
+                       "files (dataset/scannetv2/{train,val}/<scene>.pth, its README) in <root>/scannetv2.")
+VG_NOTES = {"objects": "lifted features average-pooled inside each ground-truth AABB (no detector)",
+            "head": "M3DRef-CLIP MatchModule (4 attention layers, d128, 4 heads) + RefCELoss + contrastive",
+            "text": "frozen CLIP ViT-B/32 text tower if cached, else a tiny random-init one (param text_encoder_used)"}
+_register("scanrefer-vg", "grounding", "tasks.scene3d.grounding:Grounding3D", VG_METRICS, "accuracy", VG_DATA,
+          "ScanRefer visual grounding among ground-truth boxes, Acc@0.5 (Table 3)", True, extra=VG_NOTES)
+_register("synth-scanrefer-vg", "grounding", "tasks.scene3d.grounding:Grounding3D", VG_METRICS, "accuracy", SYNTH,
+          "Synthetic ScanRefer twin: referring expressions with same-class distractors, Acc@0.5", False,
+          "scanrefer-vg", VG_NOTES)

@@ -78,14 +78,16 @@ def train_head(pairs: list[Pair], dim: int, cfg: RegistrationConfig, log=None) -
         losses = []
         for i in torch.randperm(len(pairs), generator=g).tolist():
             p = pairs[i]
-            T = torch.from_numpy(random_rigid(rng)).float() if cfg.train_pose == "random" else p.T
-            x2 = apply(T, p.x2)
-            c1, c2, o1, o2 = model(p.f1[None], p.x1[None], p.f2[None], x2[None])
-            loss = registration_loss(c1, c2, o1, o2, p.x1[None], x2[None], p.ov1, p.ov2, T)
+            x1, x2, T = p.x1, apply(p.T, p.x2), p.T
+            if cfg.train_pose == "random":  # both clouds moved at random: positions cannot be memorised
+                A, B = (torch.from_numpy(random_rigid(rng)).float() for _ in range(2))
+                x1, x2, T = apply(A, p.x1), apply(B, p.x2), B @ torch.linalg.inv(A)
+            c1, c2, o1, o2 = model(p.f1[None], x1[None], p.f2[None], x2[None])
+            loss = registration_loss(c1, c2, o1, o2, x1[None], x2[None], p.ov1, p.ov2, T)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         if log is not None and losses:
             log({"registration_train_loss": statistics.fmean(losses)}, epoch)
     return model
@@ -131,5 +133,6 @@ class Registration3D(Task):
         mean, rows = evaluate(model, val, cfg.rr_threshold_m)
         identity = statistics.fmean(float(rmse(torch.eye(4), p.T, p.x1[p.ov1 > 0]) < cfg.rr_threshold_m) for p in val)
         mean["identity_rr"] = 100 * identity
+        mean["train_rr"] = evaluate(model, train, cfg.rr_threshold_m)[0]["rr_at_0.05m"]
         mean["pairs_skipped"] = float(skip_t + skip_v)
         return TaskResult(mean, {f"scene:{s}": r for s, r in rows.items()})
