@@ -86,6 +86,11 @@ def run_study(cfg: dict, *, progress: bool = True, out_doc: Path | None = None) 
             "study.arms": cfg["arms"], "study.train_set": cfg.get("train_set", []), "study.config": str(CONFIG)}
     t0 = time.perf_counter()
     with Tracker().run(f"study {cfg['name']}", tags={"bench.kind": "study"}, params=flat) as run:
+        from bench.encoders import encoder_prerequisite
+
+        base_step = encoder_prerequisite(cfg["base"], progress=progress)  # vit-tiny-synth: pretrain it first
+        if base_step is not None:
+            base_step.run()
         seconds = {}
         for arm, seed in tqdm(jobs, desc="[study] training arms", disable=not progress, file=sys.stderr):
             _, seconds[f"{arm}-s{seed}"] = train_arm(cfg, arm, seed, progress=False)
