@@ -56,11 +56,12 @@ class SlurmOptions:
                              "slurm_signal_delay_s": self.signal_delay_s}
         if self.mem_gb:
             p["mem_gb"] = self.mem_gb
-        for key in ("partition", "account", "qos", "constraint"):
-            if getattr(self, key):
-                p[f"slurm_{key}"] = getattr(self, key)
-        if self.extra:
-            p["slurm_additional_parameters"] = dict(self.extra)
+        if self.partition:
+            p["slurm_partition"] = self.partition
+        extra = {k: getattr(self, k) for k in ("account", "qos", "constraint") if getattr(self, k)}
+        extra.update(self.extra)
+        if extra:
+            p["slurm_additional_parameters"] = extra
         return p
 
 
@@ -78,12 +79,9 @@ def submission_text(folder: Path, n_jobs: int, opts: SlurmOptions, name: str = "
     """The sbatch file submitit writes for an array of `n_jobs` (shown by --dry-run, checked in tests)."""
     from submitit.slurm import slurm
 
-    params = {k[len("slurm_"):] if k.startswith("slurm_") else k: v for k, v in opts.parameters().items()}
-    params.pop("max_num_timeout", None)
-    cap = params.pop("array_parallelism")
-    return slurm._make_sbatch_string(command="python -u -m submitit.core._submit '%s'" % (folder / "slurm" / "%j"),
-                                     folder=str(folder / "slurm" / "%j"), job_name=name,
-                                     map_count=n_jobs, array_parallelism=cap, **params)
+    inner = make_executor(folder, opts, "slurm", name)._executor  # submitit's SlurmExecutor, parameters converted
+    params = {**inner.parameters, "map_count": n_jobs}  # what `map_array` sets on its array copy
+    return slurm._make_sbatch_string(command=inner._submitit_command_str, folder=inner.folder, **params)
 
 
 def submit_array(folder: Path, job_dirs: Sequence[Path], opts: SlurmOptions, cluster: str = "slurm"):
