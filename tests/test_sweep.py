@@ -147,4 +147,4 @@ def test_job_function_runs_through_submitits_debug_executor(shared_home, capsys)
     outcome = run_sweep(spec, executor="debug", slurm=__import__("runners.sweep.slurm", fromlist=["x"]).SlurmOptions())
     assert outcome.failed == [] and outcome.recorded == 1
     assert len(_per_identity()) == before + 1
-XX
+    assert json.loads((outcome.folder / "slurm_jobs.json").read_text())  # submitit's job ids
