@@ -79,7 +79,7 @@ def cmd_run(args) -> int:
 
 def cmd_list(args) -> int:
     if args.what == "encoders":
-        from bench.encoders import ENCODERS
+        from bench.encoders import ENCODERS, encoder_prerequisite, self_pretrainer
         from bench.encoders.naming import tag_table
         from bench.encoders.weights import MissingWeightsError, find_weights
 
@@ -88,6 +88,9 @@ def cmd_list(args) -> int:
             card = entry.meta["card"]
             if card.random_init:
                 ok, needs = True, "nothing (random-init, seeded)"
+            elif self_pretrainer(entry.name) is not None:  # weights made here by `bench pretrain NAME`
+                step = encoder_prerequisite(entry.name)
+                ok, needs = step is None, "pretrained here" if step is None else f"`bench pretrain {entry.name}` (run plans it)"
             else:
                 try:
                     ok, needs = True, str(find_weights(card))
