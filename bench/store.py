@@ -257,20 +257,29 @@ def read_items(record: ResultRecord) -> dict:
         return load_items(cached)
     from bench.tracking import open_client
 
+    import os
+    from urllib.parse import unquote, urlparse
+
+    from bench.io import atomic_path
+
     client = open_client()
     try:
-        names = {a.path for a in client.list_artifacts(record.run_id)}
-    except Exception:  # noqa: BLE001 - a run without an artifact store entry has no items
+        uri = client.get_run(record.run_id).info.artifact_uri or ""
+        if uri.startswith("file:"):  # a local artifact store: read the file in place (no download)
+            local = Path(unquote(urlparse(uri).path)) / ITEMS_FILE
+            if not local.exists():
+                return {}
+            data = local.read_bytes()
+        else:
+            if ITEMS_FILE not in {a.path for a in client.list_artifacts(record.run_id)}:
+                return {}
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+            with tempfile.TemporaryDirectory() as tmp:
+                data = Path(client.download_artifacts(record.run_id, ITEMS_FILE, tmp)).read_bytes()
+    except Exception:  # noqa: BLE001 - a run the store cannot serve has no items (never fails a report)
         return {}
-    if ITEMS_FILE not in names:
-        return {}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(client.download_artifacts(record.run_id, ITEMS_FILE, tmp))
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        from bench.io import atomic_path
-
-        with atomic_path(cached) as out:
-            out.write_bytes(path.read_bytes())
+    with atomic_path(cached) as out:
+        out.write_bytes(data)
     return load_items(cached)
 
 
