@@ -18,9 +18,9 @@ def write_curve(path: Path | None, losses: Sequence[float], evals: Sequence[tupl
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     if evals:
-        ax.plot([e for e, _ in evals], [v for _, v in evals], "o-", color="tab:blue", label="eval success (%)")
+        ax.plot([e for e, _ in evals], [v for _, v in evals], "o-", color="tab:blue", label="eval score")
     ax.set_xlabel("epoch (0-based)")
-    ax.set_ylabel("success (%)")
+    ax.set_ylabel("eval score (success % / return÷10)")
     ax.set_ylim(-2, 102)
     ax2 = ax.twinx()
     ax2.plot(range(len(losses)), losses, color="tab:gray", alpha=0.7, label="train MSE")
