@@ -60,13 +60,25 @@ def canonical_name(name: str) -> str:
     return n
 
 
+def _gl_loaded() -> bool:
+    """Is an OpenGL / EGL library already mapped into this process? (then importing triton is unsafe)"""
+    try:
+        with open("/proc/self/maps") as f:
+            maps = f.read()
+    except OSError:
+        return True  # unknown: do not risk the import
+    return any(lib in maps for lib in ("libEGL", "libGLX", "libOSMesa", "libGL.so"))
+
+
 def _import_suite() -> Any:
     import importlib.util
 
     from bench.data.synth.gl import select_gl_backend
 
-    if importlib.util.find_spec("triton") is not None:  # torch's optimisers import it lazily; importing it
-        import triton  # noqa: F401  # after dm_control's EGL (Mesa) segfaults (bench/data/synth/pipeline.py)
+    if importlib.util.find_spec("triton") is not None and not _gl_loaded():
+        # torch's optimisers import triton lazily; importing it after dm_control has loaded Mesa's EGL
+        # segfaults (bench/data/synth/pipeline.py), so load it first while that is still safe
+        import triton  # noqa: F401
     select_gl_backend()  # EGL / OSMesa, chosen once before mujoco is imported
     from dm_control import suite
 
