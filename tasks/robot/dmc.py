@@ -61,13 +61,14 @@ def canonical_name(name: str) -> str:
 
 
 def _gl_loaded() -> bool:
-    """Is an OpenGL / EGL library already mapped into this process? (then importing triton is unsafe)"""
+    """Is an offscreen GL stack (EGL, OSMesa, Mesa's drivers) already mapped into this process? Then importing
+    triton is unsafe. (Plain libGL, which some Python packages map on import, is harmless.)"""
     try:
         with open("/proc/self/maps") as f:
             maps = f.read()
     except OSError:
         return True  # unknown: do not risk the import
-    return any(lib in maps for lib in ("libEGL", "libGLX", "libOSMesa", "libGL.so"))
+    return any(lib in maps for lib in ("libEGL", "libOSMesa", "libgallium", "_dri.so"))
 
 
 def _import_suite() -> Any:
