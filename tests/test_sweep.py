@@ -110,10 +110,10 @@ def test_local_sweep_survives_kill_9_of_driver_and_worker(shared_home, capsys):
     assert read_items(rec)["top1_k20"].values.shape[0] > 1
 
 
-def test_slurm_submission_array_cap_resources_and_requeue(shared_home, tmp_path):
+def test_slurm_submission_array_cap_resources_and_requeue(tmp_path):
     pytest.importorskip("submitit")
     from runners.sweep.job import SweepJob
-    from runners.sweep.slurm import SlurmOptions, make_executor, submission_text
+    from runners.sweep.slurm import SlurmOptions, preview_executor, submission_text
 
     cfg = tmp_path / "slurm.yaml"
     cfg.write_text("partition: gpu\ngpus_per_node: 2\ncpus_per_task: 8\ntimeout_min: 90\nmax_requeue: 7\n")
@@ -124,8 +124,8 @@ def test_slurm_submission_array_cap_resources_and_requeue(shared_home, tmp_path)
     assert "#SBATCH --cpus-per-task=8" in text and "#SBATCH --time=90" in text
     assert re.search(r"#SBATCH --signal=USR\d@120", text)  # the checkpoint signal that triggers the requeue
     assert "%A_%a" in text  # per-array-task logs
-    executor = make_executor(tmp_path, opts)
-    assert executor._executor.max_num_timeout == 7  # requeues on preemption / timeout
+    executor = preview_executor(tmp_path, opts)
+    assert executor.max_num_timeout == 7  # requeues on preemption / timeout
     again = SweepJob().checkpoint("/some/job")
     assert isinstance(again.function, SweepJob) and again.args == ("/some/job",)
     with pytest.raises(Exception, match="did you mean"):

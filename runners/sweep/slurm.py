@@ -49,37 +49,58 @@ class SlurmOptions:
         return cls(**data)
 
     def parameters(self) -> dict[str, Any]:
-        """submitit AutoExecutor parameters (slurm_* names where submitit wants them)."""
-        p: dict[str, Any] = {"timeout_min": self.timeout_min, "gpus_per_node": self.gpus_per_node,
-                             "cpus_per_task": self.cpus_per_task, "tasks_per_node": 1, "nodes": 1,
-                             "slurm_array_parallelism": self.array_parallelism,
-                             "slurm_signal_delay_s": self.signal_delay_s}
+        """submitit SlurmExecutor parameters (its native names: time, ntasks_per_node, mem, ...)."""
+        p: dict[str, Any] = {"time": self.timeout_min, "gpus_per_node": self.gpus_per_node,
+                             "cpus_per_task": self.cpus_per_task, "ntasks_per_node": 1, "nodes": 1,
+                             "array_parallelism": self.array_parallelism, "signal_delay_s": self.signal_delay_s}
         if self.mem_gb:
-            p["mem_gb"] = self.mem_gb
+            p["mem"] = f"{self.mem_gb}GB"
         if self.partition:
-            p["slurm_partition"] = self.partition
-        extra = {k: getattr(self, k) for k in ("account", "qos", "constraint") if getattr(self, k)}
+            p["partition"] = self.partition
+        if self.constraint:
+            p["constraint"] = self.constraint
+        extra = {k: getattr(self, k) for k in ("account", "qos") if getattr(self, k)}
         extra.update(self.extra)
         if extra:
-            p["slurm_additional_parameters"] = extra
+            p["additional_parameters"] = extra
         return p
 
 
 def make_executor(folder: Path, opts: SlurmOptions, cluster: str = "slurm", name: str = "bench-sweep"):
+    """submitit's SlurmExecutor (built directly: AutoExecutor refuses to build one where `srun` is
+    missing, and the submission is checked without a cluster), or its in-process DebugExecutor."""
     import submitit
 
-    executor = submitit.AutoExecutor(folder=str(folder / "slurm" / "%j"), cluster=cluster,
-                                     slurm_max_num_timeout=opts.max_requeue)
-    params = opts.parameters() if cluster == "slurm" else {"timeout_min": opts.timeout_min}
-    executor.update_parameters(name=name, **params)
-    return executor
+    if cluster == "slurm":
+        executor = submitit.SlurmExecutor(folder=str(folder / "slurm" / "%j"), max_num_timeout=opts.max_requeue)
+        executor.update_parameters(job_name=name, **opts.parameters())
+        return executor
+    if cluster == "debug":
+        executor = submitit.AutoExecutor(folder=str(folder / "slurm" / "%j"), cluster="debug")
+        executor.update_parameters(name=name, timeout_min=opts.timeout_min)
+        return executor
+    raise BenchError(f"unknown submitit cluster {cluster!r}: slurm | debug")
+
+
+def preview_executor(folder: Path, opts: SlurmOptions, name: str = "bench-sweep"):
+    """The SlurmExecutor a submission would use, built where `srun` may be missing (dry runs, tests):
+    submitit refuses to construct one off-cluster, so its cluster probe is answered for this call
+    only. Nothing is ever submitted with it."""
+    from submitit.slurm import slurm
+
+    probe = slurm.SlurmExecutor.__dict__["affinity"]
+    slurm.SlurmExecutor.affinity = classmethod(lambda cls: 2)
+    try:
+        return make_executor(folder, opts, "slurm", name)
+    finally:
+        slurm.SlurmExecutor.affinity = probe
 
 
 def submission_text(folder: Path, n_jobs: int, opts: SlurmOptions, name: str = "bench-sweep") -> str:
     """The sbatch file submitit writes for an array of `n_jobs` (shown by --dry-run, checked in tests)."""
     from submitit.slurm import slurm
 
-    inner = make_executor(folder, opts, "slurm", name)._executor  # submitit's SlurmExecutor, parameters converted
+    inner = preview_executor(folder, opts, name)
     params = {**inner.parameters, "map_count": n_jobs}  # what `map_array` sets on its array copy
     return slurm._make_sbatch_string(command=inner._submitit_command_str, folder=inner.folder, **params)
 
@@ -115,8 +136,8 @@ class SBTrainJob:
 def submit_sb_training(folder: Path, argv: list[str], nodes: int, opts: SlurmOptions, cluster: str = "slurm"):
     executor = make_executor(folder, opts, cluster, name="bench-sb-train")
     if cluster == "slurm":
-        executor.update_parameters(nodes=nodes, tasks_per_node=opts.gpus_per_node, gpus_per_node=opts.gpus_per_node)
+        executor.update_parameters(nodes=nodes, ntasks_per_node=opts.gpus_per_node, gpus_per_node=opts.gpus_per_node)
     return executor.submit(SBTrainJob(), list(argv))
 
 
-__all__ = ["SBTrainJob", "SlurmOptions", "make_executor", "submission_text", "submit_array", "submit_sb_training"]
+__all__ = ["SBTrainJob", "SlurmOptions", "make_executor", "preview_executor", "submission_text", "submit_array", "submit_sb_training"]
