@@ -36,12 +36,12 @@ REG_DATA = scannet_data("ScanNet v2 + Lexicon3D registration poses", ("meta_data
 
 
 def _register(name, kind, impl, metrics, headline, data, description, paper: bool, twin_of=None, extra=None,
-              needs=Need.FEATURES):
+              needs=Need.FEATURES, **options):
     register_task(TaskMeta(
         name=name, group="3d", description=description, data=data, metrics=metrics, headline=headline,
         protocol=f"lexicon3d-{kind}", paper_task=name if paper else None, twin_of=twin_of, reference=REFERENCE,
         notes={**LIFT, **(extra or {})}, needs=needs | (Need.GPU if paper else Need.NONE)),
-        impl, synthetic=not paper)
+        impl, synthetic=not paper, **options)
 
 
 SEMSEG_NOTES = {"labels": "ScanNet-20 (nyu40 ids 1..39 subset -> 0..19, rest -1 ignore)",
@@ -81,3 +81,26 @@ _register("scanrefer-vg", "grounding", "tasks.scene3d.grounding:Grounding3D", VG
 _register("synth-scanrefer-vg", "grounding", "tasks.scene3d.grounding:Grounding3D", VG_METRICS, "accuracy", SYNTH,
           "Synthetic ScanRefer twin: referring expressions with same-class distractors, Acc@0.5", False,
           "scanrefer-vg", VG_NOTES)
+
+QA_METRICS = (
+    Metric("bleu1", True, "BLEU-1 x 100 (pycocoevalcap Bleu, corpus level, PTB tokens)", "%"),
+    Metric("exact_match", True, "generated answer equals one of the references (Top1 EM)", "%"),
+    reference("majority_bleu1", True, "BLEU-1 of always answering the most frequent train answer", "%"),
+    reference("majority_exact_match", True, "EM of always answering the most frequent train answer", "%"))
+QA_NOTES = {"head": "3D-LLM: 3D pos-emb + Q-Former (cross-attn every 2 layers) -> Linear -> frozen seq2seq LM",
+            "lm": "google/flan-t5-xl if cached, else a tiny random-init T5 on the project BPE (param lm_used)",
+            "decoding": "greedy (num_beams forced to 1), max_new_tokens 40", "situation": "SQA3D situation dropped"}
+SCANQA_DATA = scannet_data("ScanNet v2 + ScanQA", ("meta_data", "scanqa"),
+                           "ScanQA v1.0 (https://github.com/ATR-DBI/ScanQA): ScanQA_v1.0_{train,val}.json in <root>/scanqa.")
+SQA_DATA = scannet_data("ScanNet v2 + SQA3D", ("meta_data", "sqa3d"),
+                        "SQA3D (https://github.com/SilongYong/SQA3D): SQA_{train,test}.json (utils/sqa_data_2_ScanQA.py) "
+                        "or sqa_task/balanced/ in <root>/sqa3d.")
+_register("scanqa-vlr", "vlr", "tasks.scene3d.qa:SceneQATask", QA_METRICS, "bleu1", SCANQA_DATA,
+          "ScanQA 3D question answering (val), Q-Former into a frozen seq2seq LM, BLEU-1 (Table 3)", True,
+          extra=QA_NOTES, needs=Need.FEATURES | Need.LLM)
+_register("sqa3d-vlr", "vlr", "tasks.scene3d.qa:SceneQATask", QA_METRICS, "bleu1", SQA_DATA,
+          "SQA3D situated question answering (test), Q-Former into a frozen seq2seq LM, BLEU-1 (Table 3)", True,
+          extra=QA_NOTES, needs=Need.FEATURES | Need.LLM, dataset="sqa3d")
+_register("synth-scanqa-vlr", "vlr", "tasks.scene3d.qa:SceneQATask", QA_METRICS, "bleu1", SYNTH,
+          "Synthetic ScanQA twin: counts, colours, relations, distances; BLEU-1", False, "scanqa-vlr", QA_NOTES,
+          needs=Need.FEATURES | Need.LLM)

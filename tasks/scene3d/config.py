@@ -113,7 +113,7 @@ TWIN = {
     "registration": dict(points=256, first_views=0, d_model=64, nhead=4, layers=2, ffn=128, epochs=60, lr=1e-3,
                          train_pose="random"),
     "grounding": dict(epochs=60, lr=1e-3),
-    "qa": dict(n_points=1024, qformer_layers=2, qformer_width=128, queries=8, epochs=40, lr=1e-3),
+    "qa": dict(n_points=1024, qformer_layers=2, qformer_width=128, queries=8, epochs=40, lr=3e-3),
 }
 
 
