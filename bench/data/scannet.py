@@ -36,7 +36,6 @@ CLASSES_20 = ("wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door
               "counter", "desk", "curtain", "refrigerator", "shower curtain", "toilet", "sink", "bathtub",
               "otherfurniture")
 IGNORE = -1  # Lexicon3D's label_20 ignore value (openscene's .pth uses 255)
-from bench.data.scannet_sources import HOW_TO_GET  # noqa: E402 (light; shared with the task metadata)
 
 
 def nyu40_to_20(nyu40: np.ndarray) -> np.ndarray:
@@ -230,6 +229,6 @@ def object_boxes(coords: np.ndarray, instances: np.ndarray) -> dict[int, np.ndar
     return out
 
 
-__all__ = ["CLASSES_20", "DEFAULT_K", "HEIGHT", "HOW_TO_GET", "IGNORE", "NYU40_OF_20", "ScanView", "ScenePoints",
+__all__ = ["CLASSES_20", "DEFAULT_K", "HEIGHT", "IGNORE", "NYU40_OF_20", "ScanView", "ScenePoints",
            "WIDTH", "check_rigid", "intrinsics", "load_instances", "load_points", "nyu40_to_20", "object_boxes",
            "read_depth", "read_pose", "read_unified_pose", "safe_torch_load", "scene_views", "split_scenes"]
