@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.study.runner import arm_name, checkpoint
+from bench.study.arms import arm_name, checkpoint
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "mini-study.md"
 

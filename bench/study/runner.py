@@ -12,33 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
-from bench.paths import bench_home
-
-CONFIG = Path(__file__).with_name("mini.yaml")
-
-
-def load_config(path: Path | None = None) -> dict:
-    cfg = yaml.safe_load((path or CONFIG).read_text())
-    if len(cfg["seeds"]) < 3:
-        raise ValueError("the study needs at least 3 seeds")
-    return cfg
-
-
-def arm_name(cfg: dict, arm: str) -> str:
-    if arm == "base":
-        return cfg["base"]
-    tag = cfg["arms"][arm]
-    return f"{cfg['base']}+sb" + (f"-{tag}" if tag else "")
-
-
-def study_dir(cfg: dict) -> Path:
-    return bench_home() / "study" / cfg["name"]
-
-
-def checkpoint(cfg: dict, arm: str, seed: int) -> Path:
-    return study_dir(cfg) / f"s{seed}" / arm / "boosted.safetensors"
+from bench.study.arms import CONFIG, arm_name, checkpoint, load_config, study_dir
 
 
 def train_arm(cfg: dict, arm: str, seed: int, progress: bool) -> tuple[Path, float]:
