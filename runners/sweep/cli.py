@@ -45,7 +45,7 @@ def cmd_sweep(args) -> int:
     if getattr(args, "sweep_cmd", None):
         return args.sub_fn(args)
     outcome = run_sweep(_spec(args), executor=args.executor, jobs_at_once=args.jobs,
-                        slurm=_slurm_options(args) if args.executor == "slurm" else None,
+                        slurm=_slurm_options(args) if args.executor in ("slurm", "debug") else None,
                         dry_run=args.dry_run, wait=not args.no_wait)
     return 1 if outcome.failed else 0
 

@@ -76,9 +76,9 @@ def run_sweep(spec: SweepSpec, executor: str = "local", jobs_at_once: int = 2, s
             state = "done" if (j.folder(sweep) / DONE).exists() else "to run"
             print(f"  {j.id}: {j.encoder} seed {j.seed} tasks {','.join(j.tasks)} [{state}]", file=out)
         if executor == "slurm":
-            from runners.sweep.slurm import submission_text
+            from runners.sweep.slurm import SlurmOptions, submission_text
 
-            print(submission_text(sweep, len(todo), slurm), file=out)
+            print(submission_text(sweep, max(1, len(todo)), slurm or SlurmOptions()), file=out)
         return SweepOutcome(sweep, len(jobs), len(jobs) - len(todo), 0, [], 0)
     if executor == "slurm" and not direct_logging():
         print("[sweep] no tracking server (MLFLOW_TRACKING_URI is not http(s)://): jobs write record files "
@@ -104,9 +104,9 @@ def run_sweep(spec: SweepSpec, executor: str = "local", jobs_at_once: int = 2, s
         run_pool(todo, jobs_at_once, threads=spec.threads,
                  on_finish=lambda f: finished(f.job, f.returncode == 0))
     elif todo and executor in ("slurm", "debug"):
-        from runners.sweep.slurm import submit_array
+        from runners.sweep.slurm import SlurmOptions, submit_array
 
-        submitted = submit_array(sweep, todo, slurm, cluster=executor)
+        submitted = submit_array(sweep, todo, slurm or SlurmOptions(), cluster=executor)
         write_json(sweep / "slurm_jobs.json", [j.job_id for j in submitted])
         print(f"[sweep] submitted {len(submitted)} array task(s): {submitted[0].job_id.split('_')[0]} "
               f"(logs: {sweep / 'slurm'})", file=out, flush=True)
