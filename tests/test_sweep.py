@@ -44,8 +44,8 @@ def shared_home(tmp_path_factory):
 def _spec(**kw):
     from runners.sweep.spec import SweepSpec
 
-    return SweepSpec(encoders=["vit-tiny", "vit-tiny+sb"], tasks=["synth-cls-knn", "synth-retrieval"], seeds=[0, 1],
-                     synth_preset="tiny", threads=1, **kw)
+    return SweepSpec(**{"encoders": ["vit-tiny", "vit-tiny+sb"], "tasks": ["synth-cls-knn", "synth-retrieval"],
+                        "seeds": [0, 1], "synth_preset": "tiny", "threads": 1, **kw})
 
 
 def _per_identity():
