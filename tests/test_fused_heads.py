@@ -85,25 +85,3 @@ def test_exact_search_backends_agree_and_auto_is_recorded():
     with pytest.raises(ValueError, match="did you mean 'faiss-cpu'"):
         resolve_backend(25, "cpu", "faiss_cpu")
 
-
-def test_batched_multiscale_flip_seg_eval_equals_one_image_at_a_time(tmp_path, monkeypatch):
-    """The +ms test (5 scales x flip, SegTTAModel) with val images batched = one image at a time."""
-    import tasks.segmentation.probe as probe
-    from bench.config import resolve
-    from bench.context import EvalContext
-    from bench.features import FeatureCache
-    from tasks import get_task
-    from tests.conftest import CountingEncoder
-    from tests.test_segmentation import SYNTH_CLASSES, write_ade
-
-    root = write_ade(tmp_path / "ade", n_train=6, n_val=5, size=(48, 64), classes_json=SYNTH_CLASSES)
-    task = get_task("synth-seg-ms")
-    cfg = resolve(task.default_config(), {"fast_iters": 30, "fast_batch": 4, "examples": 0})
-    out = {}
-    for batch in (1, 4):  # 4: a full batch and a partial one
-        monkeypatch.setattr(probe, "EVAL_BATCH", batch)
-        ctx = EvalContext(CountingEncoder(dim=8, patch=8, resolution=32), torch.device("cpu"), 0,
-                          FeatureCache(tmp_path / "cache"), root=root, batch_size=8, progress=False)
-        out[batch] = task.run(ctx, cfg).metrics
-    for k in ("mIoU", "mAcc", "aAcc"):
-        assert out[4][k] == pytest.approx(out[1][k], abs=1e-6)

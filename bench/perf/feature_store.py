@@ -30,7 +30,8 @@ def status():
     return out
 
 base = status()
-folder, bounds, parts = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+folder = sys.argv[1]
+bounds, parts = json.loads(open(sys.argv[2]).read())
 t0 = time.perf_counter()
 store = FeatureStore(folder, [tuple(b) for b in bounds], parts=parts)
 cls = store["cls"]
@@ -71,8 +72,9 @@ def feature_store_rss(args) -> list[PerfRow]:
             bounds.append([s, e])
             parts.append({"file": path.name, "rows": e - s, "bytes": path.stat().st_size, "sha256": file_sha256(path)})
         t_write = time.perf_counter() - t0
-        out = subprocess.run([sys.executable, "-c", CHILD, str(folder), json.dumps(bounds), json.dumps(parts)],
-                             capture_output=True, text=True)
+        records = folder / "records.json"  # shard bounds and records (too long for a command line)
+        records.write_text(json.dumps([bounds, parts]))
+        out = subprocess.run([sys.executable, "-c", CHILD, str(folder), str(records)], capture_output=True, text=True)
         if out.returncode != 0:
             return [PerfRow("feature store peak RSS", float("nan"), 0.5, out.stderr.strip().splitlines()[-1])]
         res = json.loads(out.stdout.strip().splitlines()[-1])

@@ -41,9 +41,6 @@ SELECTION = Metric("holdout_mIoU", True, "mIoU (%) of a bank member on the part 
                    "%", "diagnostic")
 
 
-EVAL_BATCH = 8  # val images per test step when they share a size (speed only: the same numbers)
-
-
 class SegProbe(Task):
     Config = SegConfig
 
@@ -189,17 +186,13 @@ def run_test(ctx: EvalContext, trained: Trained, data, cfg: SegConfig, multiscal
     dataset = data.dataset("val", test_pipeline(cfg, trained.test_size, multiscale), test_mode=True)
     if indices is not None:
         dataset = Subset(dataset, indices)
-    # every val image has the same size in the fast variant: batch them through each scale and flip
-    # (mmseg's test preprocessor needs equal sizes within a batch; keep-ratio resizes go one by one)
-    batch_size = EVAL_BATCH if trained.test_size is not None else 1
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=ctx.num_workers,
-                        collate_fn=pseudo_collate)
+    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=ctx.num_workers, collate_fn=pseudo_collate)
     model = trained.model.eval()
     runner = SegTTAModel(module=model) if multiscale else model
     metric = IoUMetric(iou_metrics=["mIoU"], prefix="seg")
     metric.dataset_meta = data.metainfo()
     examples = []
-    for batch in tqdm(loader, desc="seg test" + (" (ms+flip)" if multiscale else ""), unit="batch",
+    for batch in tqdm(loader, desc="seg test" + (" (ms+flip)" if multiscale else ""), unit="img",
                       disable=not ctx.progress, leave=False):
         with warnings.catch_warnings():  # SegTTAModel stores 2-D predictions: PixelData warns, harmlessly
             warnings.filterwarnings("ignore", message="The shape of value will convert")
