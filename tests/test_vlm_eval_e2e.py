@@ -77,9 +77,9 @@ def test_twins_evaluate_both_vlms_with_per_category_accuracy(trained, tmp_path):
 def test_batching_keeps_greedy_answers_and_runs_resume(vlms, tmp_path):
     from bench.vlm.evaluate import answer_all, prepared_image
     from bench.vlm.readers import read_spatialrgpt
-    from bench.data.vlm_twins import build_twins
+    from bench.data.vlm_twin_source import TwinData
 
-    root = build_twins("tiny", progress=False) / "spatialrgpt"
+    root = TwinData("spatialrgpt").prepare(progress=False, preset="tiny")
     items = read_spatialrgpt(root / "SpatialRGPT-Bench_v1.json", root / "images", limit=3)
     vlm = vlms["vit-tiny+sb"]
     images = [prepared_image("spatialrgpt", it) for it in items]

@@ -27,7 +27,8 @@ class TwinData(SyntheticData):
     def prepare(self, progress: bool = True, preset: str | None = None) -> Path:
         from bench.data.vlm_twins import build_twins
 
-        return build_twins(preset or default_synth_preset(), progress=progress) / self.layout
+        preset = preset or default_synth_preset()
+        return build_twins(preset, twins_root(preset), progress=progress) / self.layout
 
 
 __all__ = ["TwinData", "twins_root"]

@@ -9,7 +9,7 @@ val scenes of the scene generator (exact geometry, so every answer is known in m
                   existence and counts of objects (10 identical human answers)
 
 Built once per synthetic preset under BENCH_HOME/data/vlm-twins-<preset>/ (manifest last, so a
-manifest means complete data); `bench.data.vlm_twin_source.TwinData` is the tasks' data source. Our own template wording
+manifest means complete data); `bench.data.vlm_twin_source.TwinData` is the tasks' data source (it passes the folder in). Our own template wording
 (docs/vlm-eval.md §4.4). Region metrics: centres and sizes of the objects' true 3D boxes (world z up);
 left/right and front/behind in the camera frame; directions as clock hours in the floor plane with
 12 o'clock = the viewer's forward direction.
@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data.vlm_twin_source import TwinData, twins_root
 from bench.io import atomic_path, write_json
 
 VERSION = 3
@@ -40,13 +39,14 @@ UNITS = (("m", 1.0, "{:.2f} meters"), ("cm", 0.01, "{:.0f} centimeters"), ("in",
 
 
 # ------------------------------------------------------------------------------------------ build
-def build_twins(preset: str, progress: bool = True, seed: int = 0) -> Path:
-    """Idempotent: returns at once when the manifest names the same scenes, version and seed."""
+def build_twins(preset: str, out: Path, progress: bool = True, seed: int = 0) -> Path:
+    """Writes the twins of `preset` into `out` (`TwinData` says where). Idempotent: returns at once when
+    the manifest names the same scenes, version and seed."""
     from bench.data.synth import ensure
 
     synth = Path(ensure(preset, progress=progress))
     content = json.loads((synth / "manifest.json").read_text()).get("content_hash")
-    out = twins_root(preset)
+    out = Path(out)
     key = {"version": VERSION, "seed": seed, "synth_content_hash": content}
     out.mkdir(parents=True, exist_ok=True)
     with open(out / ".build.lock", "w") as lock:
@@ -380,4 +380,4 @@ def general_records(view: View3D, image_id: int, rng: np.random.Generator, start
     return questions, annotations
 
 
-__all__ = ["LAYOUTS", "TwinData", "VERSION", "build_twins", "clock_hour", "twins_root"]
+__all__ = ["LAYOUTS", "VERSION", "build_twins", "clock_hour"]
