@@ -166,7 +166,7 @@ def _loop(r: PretrainRecipe, root: Path, files: list[Path], dhash: str, out: Pat
         momentum = cosine(step, r.steps, r.ema_momentum, 1.0)
         if teacher is not None:
             ema_update(teacher, student, momentum)
-        row = {"loss": float(loss), "lr": lr, "weight_decay": wd, "ema_momentum": momentum,
+        row = {"loss": float(loss.detach()), "lr": lr, "weight_decay": wd, "ema_momentum": momentum,
                "teacher_temp": t_temp, "grad_norm": gnorm, **monitor}
         history.append(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}")
