@@ -33,7 +33,7 @@ def _bench(home: Path, *args: str) -> float:
 
 
 @perf_case("sweep: 2 local workers vs one process")
-def sweep_speedup() -> list[PerfRow]:
+def sweep_speedup(args) -> list[PerfRow]:
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="bench-perf-sweep-") as tmp:
         seed_home = Path(tmp) / "seed"
