@@ -10,7 +10,7 @@ from bench.errors import BenchError
 
 
 # Modules exposing `add_subcommands(subparsers)`; each sets `fn` on its parsers. Keep their imports light.
-PLUGIN_COMMANDS = ("bench.spatialboost.cli", "bench.pretrain.cli", "bench.study.cli", "leaderboard.cli", "tasks.robot.cli", "bench.vlm.cli", "runners.sweep.cli")
+PLUGIN_COMMANDS = ("bench.spatialboost.cli", "bench.pretrain.cli", "bench.study.cli", "leaderboard.cli", "tasks.robot.cli", "bench.vlm.cli", "bench.sweep_cli")
 
 
 def _split(values: list[str] | None) -> list[str]:

@@ -139,7 +139,8 @@ def test_killed_runs_resume_without_duplicates_or_zombies(tmp_path, sig):
         proc.send_signal(sig)
         out = proc.communicate(timeout=120)[0]
         codes.append(proc.returncode)
-        if sig == signal.SIGTERM and proc.returncode not in (0,):
+        finished_first = "Results (headline" in out  # the run ended before the signal (it can land in teardown)
+        if sig == signal.SIGTERM and proc.returncode != 0 and not finished_first:
             assert proc.returncode == 143 and "terminated" in out, out[-2000:]
     final = _run_cli(env)
     out = final.communicate(timeout=600)[0]

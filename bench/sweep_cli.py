@@ -1,4 +1,6 @@
-"""`bench sweep` (run a sweep), `bench sweep status`, `bench sweep sb-train` (multi-node SpatialBoost).
+"""The command line of runners/sweep (kept out of `runners` so that `bench results`/`table` stay light).
+
+`bench sweep` (run a sweep), `bench sweep status`, `bench sweep sb-train` (multi-node SpatialBoost).
 
     bench sweep --encoder vit-tiny,vit-tiny+sb --tasks synth-cls-knn,synth-retrieval --seeds 0,1 --jobs 2
     bench sweep --executor slurm --partition gpu --gpus-per-node 1 --time 240 --array-parallelism 32 ...
