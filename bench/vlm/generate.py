@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from bench.vlm.llm import MissingLLMError
+from bench.vlm.llm import resolve_hf_folder
 
 VICUNA_V1 = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
              "detailed, and polite answers to the user's questions. USER: <image>\n{question} ASSISTANT:")
@@ -162,20 +162,10 @@ class LlavaHF:
 
 def resolve_llava(spec: str) -> Path:
     """A local folder of a transformers-format LLaVA, or a repo id already in the HF cache."""
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise MissingLLMError(f"LLaVA folder {path} has no config.json")
-        return path
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(spec, local_files_only=True))
-    except Exception as exc:  # noqa: BLE001 - any failure means: not available offline
-        raise MissingLLMError(
-            f"LLaVA-1.5 weights {spec!r} are not on this machine (no such folder, not in the Hugging Face cache: "
-            f"{type(exc).__name__}). Download them once (`huggingface-cli download {LLAVA_HF_DEFAULT}`) or pass "
-            f"--vlm /path/to/llava-1.5-folder (transformers format: config.json with model_type llava).") from exc
+    return resolve_hf_folder(spec, "LLaVA", lambda cause: (
+        f"LLaVA-1.5 weights {spec!r} are not on this machine (no such folder, not in the Hugging Face cache: "
+        f"{cause}). Download them once (`huggingface-cli download {LLAVA_HF_DEFAULT}`) or pass "
+        "--vlm /path/to/llava-1.5-folder (transformers format: config.json with model_type llava)."))
 
 
 __all__ = ["LLAVA_HF_DEFAULT", "LlavaHF", "ProjectVLM", "VICUNA_V1", "greedy_generate", "resolve_llava"]

@@ -56,22 +56,27 @@ def build_tiny_llm(vocab_size: int, cfg: TinyLLMConfig | None = None, seed: int 
     return model
 
 
-def resolve_llm_path(spec: str) -> Path:
-    """`spec` = a local folder with config.json + weights, or a HF repo id already in the local cache."""
+def resolve_hf_folder(spec: str, what: str, missing) -> Path:
+    """`spec` = a local folder with config.json + weights, or a HF repo id already in the local cache.
+    `missing(cause)` is the error text when neither holds (it says how to get the weights)."""
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise MissingLLMError(f"LLM folder {path} has no config.json")
+            raise MissingLLMError(f"{what} folder {path} has no config.json")
         return path
     try:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(spec, local_files_only=True))
     except Exception as exc:  # noqa: BLE001 - any failure means: not available offline
-        raise MissingLLMError(
-            f"LLM weights for {spec!r} are not on this machine (no such folder, not in the Hugging Face cache: "
-            f"{type(exc).__name__}). Download them (e.g. `huggingface-cli download {spec}`) or pass "
-            f"--llm /path/to/model_folder; for the offline toy run use --llm {TINY_LLM}.") from exc
+        raise MissingLLMError(missing(type(exc).__name__)) from exc
+
+
+def resolve_llm_path(spec: str) -> Path:
+    return resolve_hf_folder(spec, "LLM", lambda cause: (
+        f"LLM weights for {spec!r} are not on this machine (no such folder, not in the Hugging Face cache: "
+        f"{cause}). Download them (e.g. `huggingface-cli download {spec}`) or pass "
+        f"--llm /path/to/model_folder; for the offline toy run use --llm {TINY_LLM}."))
 
 
 def load_pretrained_llm(spec: str, dtype: "torch.dtype | None" = None):
