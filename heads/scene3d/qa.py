@@ -4,54 +4,13 @@
 on answers, greedy decoding. FlanT5-XL when it is in the local HF cache; otherwise a tiny random-init
 T5 on the project's byte-level BPE trained on the task's text ("tiny-offline", recorded in params).
 
-BLEU as pycocoevalcap's `Bleu(4)` computes it (corpus level, "closest" reference length), on text
-tokenised like its PTBTokenizer (lower case, punctuation tokens dropped) — a pure-Python clone."""
+BLEU lives in `bench.metrics.bleu` (pycocoevalcap itself when it and Java are here, else its clone)."""
 from __future__ import annotations
 
 import math
-import re
-from collections import Counter
 
 import torch
 from torch import nn
-
-PUNCT = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";"}
-
-
-def ptb_tokenize(text: str) -> list[str]:
-    """PTBTokenizer -lowerCase with pycocoevalcap's punctuation removal (splits clitics and punctuation)."""
-    text = text.lower()
-    text = re.sub(r"([.,!?;:()\"]|--|\.\.\.)", r" \1 ", text)
-    text = re.sub(r"(\w)('s|'re|'ve|'m|'ll|'d|n't)\b", r"\1 \2", text)
-    return [t for t in text.split() if t not in PUNCT and t not in ("(", ")", '"')]
-
-
-def bleu(refs: dict, hyps: dict, n: int = 4) -> list[float]:
-    """pycocoevalcap BleuScorer.compute_score(option='closest'): corpus BLEU-1..n."""
-    match, total = [0] * n, [0] * n
-    hyp_len = ref_len = 0
-    for k, hyp in hyps.items():
-        h = ptb_tokenize(hyp)
-        rs = [ptb_tokenize(r) for r in refs[k]]
-        hyp_len += len(h)
-        ref_len += min((abs(len(r) - len(h)), len(r)) for r in rs)[1]
-        for g in range(1, n + 1):
-            hc = Counter(tuple(h[i:i + g]) for i in range(len(h) - g + 1))
-            maxref: Counter = Counter()
-            for r in rs:
-                for ng, c in Counter(tuple(r[i:i + g]) for i in range(len(r) - g + 1)).items():
-                    maxref[ng] = max(maxref[ng], c)
-            match[g - 1] += sum(min(c, maxref[ng]) for ng, c in hc.items())
-            total[g - 1] += max(len(h) - g + 1, 0)
-    tiny, small = 1e-15, 1e-9
-    ratio = (hyp_len + tiny) / (ref_len + small)
-    out, prod = [], 1.0
-    for g in range(n):
-        prod *= (match[g] + tiny) / (total[g] + small)
-        score = prod ** (1.0 / (g + 1))
-        out.append(score * (math.exp(1 - 1 / ratio) if ratio < 1 else 1.0))
-    return out
-
 
 def clean_answer(a: str) -> str:
     """calculate_score_scanqa.py's cleaning of a generated answer."""
@@ -128,4 +87,4 @@ def tiny_t5(vocab: int, pad_id: int, eos_id: int, seed: int = 0) -> nn.Module:
     return lm
 
 
-__all__ = ["SceneQA", "bleu", "clean_answer", "point_embeds", "pos_table", "ptb_tokenize", "tiny_t5"]
+__all__ = ["SceneQA", "clean_answer", "point_embeds", "pos_table", "tiny_t5"]

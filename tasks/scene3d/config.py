@@ -99,12 +99,15 @@ class QAConfig(LiftConfig):
     weight_decay: float = 0.05
     max_new_tokens: int = 40
     use_situation: bool = False  # quirk 6: SQA3D's situation is dropped
+    bleu: str = "auto"  # auto: pycocoevalcap (Java PTBTokenizer) when present, else the pinned clone; or either
     train_seed: int = 42
 
     def __post_init__(self) -> None:
         self._check("vlr")
         if self.lm not in ("auto", "flan-t5-xl", "tiny-offline"):
             raise ConfigError("vlr: lm must be auto, flan-t5-xl or tiny-offline")
+        if self.bleu not in ("auto", "pycocoevalcap", "clone"):
+            raise ConfigError("vlr: bleu must be auto, pycocoevalcap or clone")
 
 
 # the synthetic twins: a few small scenes, so smaller models and longer schedules (docs/3d.md)

@@ -12,7 +12,8 @@ import torch
 from bench.data.scannet import load_instances
 from bench.data.scannet_lang import read_scanqa, read_sqa3d
 from bench.task import Task, TaskResult
-from heads.scene3d.qa import SceneQA, bleu, clean_answer, point_embeds, tiny_t5
+from bench.metrics.bleu import corpus_bleu
+from heads.scene3d.qa import SceneQA, clean_answer, point_embeds, tiny_t5
 from tasks.scene3d.config import QAConfig, default_config
 from tasks.scene3d.scenes import SceneSet
 
@@ -106,8 +107,10 @@ class SceneQATask(Task):
         refs = {q.question_id: list(q.answers) for q in val}
         hyps = {q.question_id: preds[q.question_id] for q in val}
         majority = Counter(a for q in train for a in q.answers).most_common(1)[0][0]
-        m = {"bleu1": 100 * bleu(refs, hyps)[0], "exact_match": 100 * statistics.fmean(hyps[k] in refs[k] for k in refs),
-             "majority_bleu1": 100 * bleu(refs, {k: majority for k in refs})[0],
+        scores, impl = corpus_bleu(refs, hyps, cfg.bleu)
+        ctx.log_params(bleu_implementation=impl)
+        m = {"bleu1": 100 * scores[0], "exact_match": 100 * statistics.fmean(hyps[k] in refs[k] for k in refs),
+             "majority_bleu1": 100 * corpus_bleu(refs, {k: majority for k in refs}, impl)[0][0],
              "majority_exact_match": 100 * statistics.fmean(majority in refs[k] for k in refs)}
         return TaskResult(m)
 
