@@ -25,13 +25,16 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from bench.metrics.retrieval import gap_of_items, gap_of_items_nodistractors
+
 DEFAULT_N_BOOT = 2000
 DEFAULT_SEED = 0
 _CHUNK_CELLS = 4_000_000  # resample indices drawn per chunk (bounded memory for 100k-item tests)
 
 METHOD = ("95% intervals: percentile bootstrap over test items (2000 resamples, seed 0) for "
           "accuracy, per-query AP, per-image depth errors and per-image intersection/union counts "
-          "(mIoU); Student-t over protocol seeds for robot tasks. +SB deltas: paired bootstrap on "
+          "(mIoU), recomputing corpus-level metrics (the Met's GAP ranks all queries) on every "
+          "resample; Student-t over protocol seeds for robot tasks. +SB deltas: paired bootstrap on "
           "the same test items; a delta whose interval covers 0 is marked not significant.")
 
 
@@ -235,7 +238,10 @@ def _nanmean(values) -> float:
 
 # How per-item scores become their metric (`bench.task.ItemScores.statistic`): each takes the item
 # rows (a resample, in a bootstrap) and returns the metric before its scale.
-STATISTICS: dict[str, Callable] = {"mean": np.mean, "nanmean": _nanmean, "miou": miou_from_counts}
+# "gap" / "gap_nodistractors": the Met's GAP ranks every query together (not a mean over queries): its
+# items are (prediction, confidence, label) rows and each resample recomputes the ranking.
+STATISTICS: dict[str, Callable] = {"mean": np.mean, "nanmean": _nanmean, "miou": miou_from_counts,
+                                   "gap": gap_of_items, "gap_nodistractors": gap_of_items_nodistractors}
 
 
 def item_statistic(name: str) -> Callable:

@@ -156,3 +156,25 @@ def test_robot_intervals_come_from_the_protocol_seeds_in_the_breakdown():
     d = delta_interval(a, b)
     assert d.significant is True and d.method == "paired t over 3 seeds" and d.lo > 0
     assert delta_interval(a, cell_interval("x", (0,), (9.0,), [None])).significant is None
+
+
+def test_met_gap_cell_gets_a_bootstrap_interval_recomputing_gap_per_resample():
+    from bench.metrics.retrieval import gap_items
+    from leaderboard.intervals import cell_interval, delta_interval
+
+    from tests.test_stats import MET_CONF, MET_PRED, MET_TRUE
+
+    rows = gap_items(MET_PRED, MET_CONF, MET_TRUE)
+    gap = 100 * stats.item_statistic("gap")(rows)
+    one = cell_interval("GAP", (0,), [gap], [ItemScores(rows, "gap", 100.0)])
+    ref = stats.bootstrap_ci(rows, stats.item_statistic("gap"))
+    assert (one.lo, one.hi) == pytest.approx((100 * ref.lo, 100 * ref.hi)) and one.lo < gap < one.hi
+    assert one.method == "bootstrap over 8 test items"
+    # two seeds of one series: each resample takes the same queries from both, GAP averaged over seeds
+    worse = rows.copy()
+    worse[:2, 0] = -5  # seed 1 gets its two most confident queries wrong
+    two = cell_interval("GAP", (0, 1), [gap, 100 * stats.item_statistic("gap")(worse)],
+                        [ItemScores(rows, "gap", 100.0), ItemScores(worse, "gap", 100.0)])
+    assert two.method == "bootstrap over 8 test items, 2 seeds" and two.lo < two.hi
+    d = delta_interval(cell_interval("GAP", (0,), [0.0], [ItemScores(worse, "gap", 100.0)]), one)
+    assert d.method == "paired bootstrap over 8 test items" and d.lo is not None

@@ -209,6 +209,8 @@ def test_revisited_loader_and_task(tmp_path, monkeypatch, counting_encoder):
     assert metrics["mAP_medium"] == 100.0 and metrics["mAP_hard"] == 100.0
     assert metrics["mAP_hard_random"] < metrics["mAP_hard"]
     assert ctx.params["n_database"] == 12 and ctx.params["n_queries"] == 4
+    result.validate(task.meta)  # the per-query items (AP, precision@k) reproduce their metrics
+    assert {"mAP_hard", "mP5_hard", "mP10_easy"} <= set(result.items)
 
 
 def test_met_loader_and_task(tmp_path, monkeypatch, counting_encoder):
@@ -244,6 +246,8 @@ def test_met_loader_and_task(tmp_path, monkeypatch, counting_encoder):
     assert metrics["accuracy_nodistractors"] == 100.0 and metrics["GAP_nodistractors"] == 100.0
     # the distractor's (wrong) prediction lowers GAP only if it is ranked above a correct one
     assert 0 < metrics["GAP"] <= 100.0 and ctx.params["n_distractors"] == 1
+    result.validate(task.meta)  # GAP recomputed from its per-query rows equals GAP
+    assert result.items["GAP"].values.shape == (5, 3) and result.items["GAP"].statistic == "gap"
 
 
 @pytest.mark.parametrize("layout", ["official", "vpr"])
@@ -269,6 +273,8 @@ def test_amstertime_loader_and_task(tmp_path, monkeypatch, counting_encoder, lay
     metrics = result.metrics
     assert set(metrics) == {m.name for m in task.meta.metrics}
     assert metrics["mAP"] == metrics["top1"] == 100.0 and metrics["mAP_random"] < 100.0
+    result.validate(task.meta)
+    assert {"mAP", "mAP_old2new", "mAP_new2old", "top1"} <= set(result.items)
 
 
 def test_missing_real_data_names_the_path(tmp_path, monkeypatch):

@@ -110,3 +110,48 @@ def test_degenerate_inputs_give_nan_bounds_not_errors():
     assert same == (1.0, 1.0, 1.0)
     with pytest.raises(ValueError):
         stats.bootstrap_ci(DATA, alpha=1.5)
+
+
+# The Met: one top-1 prediction per query, label -1 = distractor (never correct). GAP ranks every
+# query by confidence, so it is not a mean over queries: the bootstrap resamples query rows and
+# recomputes the ranking on each resample.
+MET_PRED = np.array([3, 1, 4, 1, 5, 9, 2, 6])
+MET_CONF = np.array([0.9, 0.8, 0.75, 0.7, 0.6, 0.5, 0.4, 0.3])
+MET_TRUE = np.array([3, 2, 4, -1, 5, 9, 7, 6])
+
+
+def _gap_by_hand(rows):
+    """GAP with a plain loop: walk the predictions by decreasing confidence (ties: first come first)."""
+    order = sorted(range(len(rows)), key=lambda i: -rows[i][1])
+    m = sum(1 for r in rows if r[2] != -1)
+    correct, total = 0, 0.0
+    for rank, i in enumerate(order, start=1):
+        if rows[i][0] == rows[i][2] and rows[i][2] != -1:
+            correct += 1
+            total += correct / rank
+    return total / m
+
+
+def test_gap_is_recomputed_on_every_resample_of_query_rows():
+    from bench.metrics.retrieval import gap_items
+
+    rows = gap_items(MET_PRED, MET_CONF, MET_TRUE)
+    # by hand: correct at ranks 1, 3, 5, 6, 8 (rank 2 wrong, 4 a distractor, 7 wrong); M = 7 labelled
+    gap = (1 / 1 + 2 / 3 + 3 / 5 + 4 / 6 + 5 / 8) / 7
+    assert _gap_by_hand(rows) == pytest.approx(gap)
+    fn = stats.item_statistic("gap")
+    assert fn(rows) == pytest.approx(gap)
+    # without distractors: the distractor row leaves the ranking (ranks 1..7: correct at 1, 3, 4, 5, 7)
+    assert stats.item_statistic("gap_nodistractors")(rows) == pytest.approx((1 + 2 / 3 + 3 / 4 + 4 / 5 + 5 / 7) / 7)
+    # the seeded bootstrap equals the explicit loop over the documented draws, with GAP by hand
+    est, lo, hi = stats.bootstrap_ci(rows, fn, n_boot=400, seed=3)
+    ref_lo, ref_hi = _loop_bootstrap(rows, _gap_by_hand, 400, 3)
+    assert est == pytest.approx(gap) and (lo, hi) == pytest.approx((ref_lo, ref_hi), abs=1e-12)
+    assert lo < gap < hi
+    # written down (n_boot=20, seed=0), so a change of draw order, tie rule or percentile rule fails
+    assert stats.bootstrap_ci(rows, fn, n_boot=20, seed=0) == pytest.approx(
+        tuple(np.r_[gap, _loop_bootstrap(rows, _gap_by_hand, 20, 0)]), abs=1e-12)
+    assert stats.bootstrap_ci(rows, fn, n_boot=20, seed=0) == pytest.approx(GAP_LITERAL, abs=1e-9)
+
+
+GAP_LITERAL = (0.5083333333333333, 0.283125, 0.9705144557823128)  # the loop above, printed once

@@ -126,6 +126,24 @@ def global_average_precision(pred: np.ndarray, conf: np.ndarray, true: np.ndarra
     return float((precision * rel).sum() / m)
 
 
+def gap_items(pred: np.ndarray, conf: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """The Met's per-query rows (prediction, confidence, true label), shape (Q, 3): GAP ranks all
+    queries together, so it is not a mean over queries; a bootstrap resamples these rows and
+    recomputes GAP on each resample (`gap_of_items`). Labels are small ints, exact in float64."""
+    return np.stack([np.asarray(pred, dtype=np.float64), np.asarray(conf, dtype=np.float64),
+                     np.asarray(true, dtype=np.float64)], axis=1)
+
+
+def gap_of_items(rows: np.ndarray, include_distractors: bool = True) -> float:
+    """`global_average_precision` (fraction) of `gap_items` rows (a resample of them, in a bootstrap)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    return global_average_precision(rows[:, 0], rows[:, 1], rows[:, 2], include_distractors=include_distractors)
+
+
+def gap_of_items_nodistractors(rows: np.ndarray) -> float:
+    return gap_of_items(rows, include_distractors=False)
+
+
 # ----------------------------------------------------------------------------- AmsterTime
 def hit_list_metrics(rel: np.ndarray, ks: Iterable[int] = (1, 5)) -> dict[str, float]:
     """AmsterTime's `calculate_metrics`: rel (Q, k) 1 where result i of query q is its pair.
@@ -147,5 +165,6 @@ def random_ranking(num_queries: int, num_database: int, seed: int) -> np.ndarray
         np.zeros((0, num_database), dtype=np.int64)
 
 
-__all__ = ["KAPPAS", "REVISITED_PROTOCOLS", "compute_map", "global_average_precision", "hit_list_metrics",
+__all__ = ["KAPPAS", "REVISITED_PROTOCOLS", "compute_map", "gap_items", "gap_of_items", "gap_of_items_nodistractors",
+           "global_average_precision", "hit_list_metrics",
            "positive_ranks", "random_ranking", "revisited_gnd", "revisited_metrics", "trapezoid_ap"]

@@ -15,8 +15,8 @@ from bench.context import EvalContext
 from bench.data.retrieval import (ImageListDataset, PatchMultipleResize, SquareResize, load_amstertime, load_gnd,
                                   load_met, revisited_datasets, size_buckets, snap_to_patch, subset)
 from bench.features import FeatureSpec
-from bench.metrics.retrieval import (REVISITED_PROTOCOLS, compute_map, global_average_precision, hit_list_metrics,
-                                     random_ranking, revisited_gnd, revisited_metrics)
+from bench.metrics.retrieval import (KAPPAS, REVISITED_PROTOCOLS, compute_map, gap_items, global_average_precision,
+                                     hit_list_metrics, random_ranking, revisited_gnd, revisited_metrics)
 from bench.search import cosine_topk, resolve_backend
 from bench.task import FeatureProbe, FeatureRequest, ItemScores, Task, TaskResult
 from tasks.retrieval import AMSTERTIME_K
@@ -78,8 +78,12 @@ class RevisitedRetrieval(FeatureProbe):
         ctx.log_params(transform=inputs["database"].transform, n_database=n_db, n_queries=n_q,
                        gnd_file=self.options["gnd_file"], **{f"n_{k}": v for k, v in counts.items()})
         # per-query AP (x 100; NaN for a query without positives, left out as revisitop does)
-        items = {f"mAP_{p}": ItemScores(compute_map(ranks, revisited_gnd(gnd.gnd, p))["aps"], "nanmean", 100.0)
-                 for p in REVISITED_PROTOCOLS}
+        items = {}
+        for p in REVISITED_PROTOCOLS:
+            per_query = compute_map(ranks, revisited_gnd(gnd.gnd, p), KAPPAS)
+            items[f"mAP_{p}"] = ItemScores(per_query["aps"], "nanmean", 100.0)
+            items.update({f"mP{k}_{p}": ItemScores(per_query["prs"][:, i], "nanmean", 100.0)  # precision@k per query
+                          for i, k in enumerate(per_query["kappas"])})
         return TaskResult(metrics, items=items)
 
 
@@ -117,7 +121,14 @@ class MetRetrieval(Task):
         ctx.log_params(transform=transform.describe(), database_file=met.database_file, n_database=len(db),
                        n_test=len(test), n_distractors=int((~known).sum()),
                        **{f"layout_{k}": v for k, v in met.layout.items()})
-        return TaskResult({
+        # per-query rows for the intervals: GAP re-ranks each bootstrap resample (not a mean over queries)
+        rows = gap_items(pred, conf, true)
+        items = {"GAP": ItemScores(rows, "gap", 100.0), "GAP_nodistractors": ItemScores(rows, "gap_nodistractors", 100.0),
+                 "accuracy_nodistractors": ItemScores(np.where(known, (pred == true).astype(np.float64), np.nan),
+                                                      "nanmean", 100.0)}
+        if not known.any():
+            items.pop("accuracy_nodistractors")
+        return TaskResult(items=items, metrics={
             "GAP": 100.0 * global_average_precision(pred, conf, true),
             "GAP_nodistractors": 100.0 * global_average_precision(pred, conf, true, include_distractors=False),
             "accuracy_nodistractors": 100.0 * float((pred[known] == true[known]).mean()) if known.any() else float("nan"),
@@ -153,7 +164,8 @@ class AmsterTimeRetrieval(FeatureProbe):
         ctx.log_params(transform=inputs["old"].transform, n_pairs=n, k=k)
         hits = np.concatenate([rel["old2new"], rel["new2old"]]).astype(np.float64)
         ap = (np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1) * hits).sum(1)  # per query, as hit_list_metrics
-        items = {"mAP": ItemScores(ap, "mean", 100.0),
+        items = {"mAP": ItemScores(ap, "mean", 100.0), "mAP_old2new": ItemScores(ap[:n], "mean", 100.0),
+                 "mAP_new2old": ItemScores(ap[n:], "mean", 100.0),
                  **{f"top{t}": ItemScores(hits[:, :t].any(1).astype(np.float64), "mean", 100.0)
                     for t in (1, 5) if t <= hits.shape[1]}}
         return TaskResult(items=items, metrics={"mAP": pooled["mAP"], "top1": pooled["top1"], "top5": pooled["top5"],
