@@ -230,6 +230,24 @@ def miou_from_counts(counts) -> float:
     return float((inter[present] / union[present]).mean())
 
 
+def ratio_of_sums(counts) -> float:
+    """sum of numerators / sum of denominators over every item and class of per-item counts shaped
+    (items, 2, ...): mmseg's aAcc from per-image (correct pixels, labelled pixels) per class."""
+    arr = np.asarray(counts, dtype=float)
+    den = arr[:, 1].sum()
+    return float(arr[:, 0].sum() / den) if den > 0 else math.nan
+
+
+def mean_per_class(rows) -> float:
+    """Mean over the classes present of each class's recall, from per-item (hit, label) rows."""
+    arr = np.asarray(rows, dtype=float)
+    labels = arr[:, 1].astype(np.int64)
+    count = np.bincount(labels)
+    correct = np.bincount(labels, weights=arr[:, 0], minlength=count.size)
+    present = count > 0
+    return float((correct[present] / count[present]).mean())
+
+
 def _nanmean(values) -> float:
     arr = np.asarray(values, dtype=float)
     finite = arr[np.isfinite(arr)]
@@ -240,7 +258,10 @@ def _nanmean(values) -> float:
 # rows (a resample, in a bootstrap) and returns the metric before its scale.
 # "gap" / "gap_nodistractors": the Met's GAP ranks every query together (not a mean over queries): its
 # items are (prediction, confidence, label) rows and each resample recomputes the ranking.
+# "miou" is any per-class ratio of sums averaged over classes: mIoU from (intersection, union) and
+# mAcc from (correct, labelled) per-image counts; "ratio" pools all classes (aAcc).
 STATISTICS: dict[str, Callable] = {"mean": np.mean, "nanmean": _nanmean, "miou": miou_from_counts,
+                                   "ratio": ratio_of_sums, "mean_per_class": mean_per_class,
                                    "gap": gap_of_items, "gap_nodistractors": gap_of_items_nodistractors}
 
 

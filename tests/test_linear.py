@@ -155,6 +155,8 @@ def test_linear_task_on_a_separable_folder(tmp_path, counting_encoder, monkeypat
     metrics = result.metrics
     assert set(metrics) == {m.name for m in task.meta.metrics}
     assert metrics["chance_top1"] == 25.0 and metrics["top1"] > 90.0 and metrics["top5"] == 100.0
+    result.validate(task.meta)  # per-image items reproduce top1, top5 and the mean per-class accuracy
+    assert set(result.items) == {"top1", "top5", "mean_per_class"}
     p = ctx.params
     assert p["n_heads"] == 52 and p["batch_size"] == 8
     assert p["n_train"] + p["n_heldout"] == 120 and p["n_heldout"] == 12

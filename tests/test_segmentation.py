@@ -394,6 +394,7 @@ def test_fast_variant_learns_colours_and_logs_everything(colour_scenes, tmp_path
     out = result.metrics
     assert cfg.variant == "fast" and set(out) == {"mIoU", "mAcc", "aAcc", "mIoU_majority_baseline"}
     assert out["mIoU"] > out["mIoU_majority_baseline"] + 20
+    assert set(result.items) == {"mIoU", "mAcc", "aAcc"}  # per-image counts reproduce every score (validate)
     p = ctx.params
     assert p["train_aug"].startswith("none") and p["fast.best_lr"] in cfg.fast_lrs and p["fast.iters"] == 150
     assert p["n_holdout"] == 1 and p["n_train"] == 11 and len(p["fast.holdout_mIoU"].split(",")) == len(cfg.fast_lrs)

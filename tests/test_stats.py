@@ -155,3 +155,15 @@ def test_gap_is_recomputed_on_every_resample_of_query_rows():
 
 
 GAP_LITERAL = (0.5083333333333333, 0.283125, 0.9705144557823128)  # the loop above, printed once
+
+
+def test_pooled_ratio_and_mean_per_class_statistics_by_hand():
+    # aAcc: (2 + 0 + 1 + 3) correct of (4 + 0 + 2 + 4) labelled pixels over two images and two classes
+    acc = np.array([[[2, 0], [4, 0]], [[1, 3], [2, 4]]])
+    assert stats.item_statistic("ratio")(acc) == pytest.approx(6 / 10)
+    assert stats.item_statistic("miou")(acc) == pytest.approx((3 / 6 + 3 / 4) / 2)  # mAcc: per class, then mean
+    # mean per-class recall from (hit, label) rows: class 0: 1/2, class 2: 2/3 (class 1 absent)
+    rows = np.array([[1, 0], [0, 0], [1, 2], [1, 2], [0, 2]], dtype=float)
+    assert stats.item_statistic("mean_per_class")(rows) == pytest.approx((1 / 2 + 2 / 3) / 2)
+    est, lo, hi = stats.bootstrap_ci(rows, stats.mean_per_class, n_boot=200, seed=2)
+    assert (lo, hi) == pytest.approx(tuple(_loop_bootstrap(rows, stats.mean_per_class, 200, 2)), abs=1e-12)

@@ -140,10 +140,15 @@ class LinearProbe(FeatureProbe):
 
 @torch.no_grad()
 def chosen_head_hits(bank: LinearBank, head: int, data: CachedFeatures) -> dict[str, ItemScores]:
-    """Each val image's top-1 / top-5 hit (x 100) under the selected head: the intervals bootstrap these."""
+    """Each val image's top-1 / top-5 hit (x 100) under the selected head, and (top-1 hit, label) rows for
+    the mean per-class accuracy: the intervals bootstrap these."""
     hits: dict[int, list[torch.Tensor]] = {1: [], 5: []}
+    labels = []
     for cls, avg, y in data.in_order(1024):
         logits = bank(cls, avg)[:, head]
+        labels.append(y.cpu())
         for k in hits:
             hits[k].append(topk_hits(logits, y.to(logits.device), k).cpu())
-    return {f"top{k}": ItemScores(torch.cat(v).double().numpy(), "mean", 100.0) for k, v in hits.items()}
+    items = {f"top{k}": ItemScores(torch.cat(v).double().numpy(), "mean", 100.0) for k, v in hits.items()}
+    rows = torch.stack([torch.cat(hits[1]).double(), torch.cat(labels).double()], dim=1).numpy()
+    return {**items, "mean_per_class": ItemScores(rows, "mean_per_class", 100.0)}

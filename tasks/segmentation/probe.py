@@ -36,6 +36,7 @@ from tasks.segmentation.config import SegConfig, default_config
 from tasks.segmentation.faithful import Trained, train_faithful
 
 PER_IMAGE_COUNTS = "per_image_counts"  # run_test also returns each image's intersection / union counts
+PER_IMAGE_ACC_COUNTS = "per_image_acc_counts"  # ... and its correct / labelled pixel counts (mAcc, aAcc)
 # how the fast variant picks its bank member (the direction is what matters: higher is better)
 SELECTION = Metric("holdout_mIoU", True, "mIoU (%) of a bank member on the part of train held out for selection",
                    "%", "diagnostic")
@@ -68,6 +69,7 @@ class SegProbe(Task):
         val_idx = None if cap is None or n_val <= cap else np.linspace(0, n_val - 1, cap).round().astype(int).tolist()
         metrics, per_class, examples = run_test(ctx, trained, data, cfg, self.multiscale, val_idx)
         counts = metrics.pop(PER_IMAGE_COUNTS)  # (images, 2, classes): intersection, union per class
+        acc_counts = metrics.pop(PER_IMAGE_ACC_COUNTS)  # (images, 2, classes): correct, labelled pixels
         baseline = majority_baseline(data, trained.majority_class, val_idx)
         classes = data.metainfo()["classes"]
         ctx.log_params(
@@ -86,7 +88,8 @@ class SegProbe(Task):
             segmentation_examples(path, examples, data.metainfo())
         scores = {k: float(metrics[k]) for k in ("mIoU", "mAcc", "aAcc")}
         return TaskResult({**scores, "mIoU_majority_baseline": baseline}, per_class_breakdown(per_class),
-                          items={"mIoU": ItemScores(counts, "miou", 100.0)})
+                          items={"mIoU": ItemScores(counts, "miou", 100.0), "mAcc": ItemScores(acc_counts, "miou", 100.0),
+                                 "aAcc": ItemScores(acc_counts, "ratio", 100.0)})
 
 
 # ------------------------------------------------------------------------------ fast variant
@@ -206,6 +209,9 @@ def run_test(ctx: EvalContext, trained: Trained, data, cfg: SegConfig, multiscal
     scores = quiet_compute(metric)
     scores[PER_IMAGE_COUNTS] = np.stack([np.stack([np.asarray(r[0], dtype=np.float64), np.asarray(r[1], dtype=np.float64)])
                                          for r in metric.results]) if metric.results else np.zeros((0, 2, 0))
+    # mmseg's results per image: (area_intersect, area_union, area_pred_label, area_label)
+    scores[PER_IMAGE_ACC_COUNTS] = np.stack([np.stack([np.asarray(r[0], dtype=np.float64), np.asarray(r[3], dtype=np.float64)])
+                                             for r in metric.results]) if metric.results else np.zeros((0, 2, 0))
     return scores, per_class, examples
 
 
