@@ -148,24 +148,41 @@ def select(requested: list[str], preset: str) -> tuple[list[str], list[str], lis
     members are selected come along); a named task must have its data; a named aggregate brings its members."""
     from tasks import TASKS, get_task, is_aggregate, task_meta
 
+    def missing(name: str) -> str:
+        """Why a task's data / expert is not here ("" when it is)."""
+        meta = task_meta(name)
+        ok, where = meta.data.status(preset) if meta.data else (True, "")
+        return "" if ok else f"data missing — {where}"
+
     names = _unique(requested)
     if names == ["all"]:
-        chosen, skipped = [], []
+        chosen, skipped, opt_in = [], [], {}
         for name in TASKS.names():
             meta = task_meta(name)
-            if is_aggregate(name) or meta.opt_in:
+            if is_aggregate(name):
                 continue
-            ok, where = meta.data.status(preset) if meta.data else (True, "")
-            (chosen if ok else skipped).append(name if ok else (name, f"data missing — {where}"))
+            why = missing(name)
+            if meta.opt_in:  # never run by `all`; the ones that could not run anyway are named with the reason
+                opt_in[meta.group] = opt_in.get(meta.group, 0) + 1
+                if why:
+                    skipped.append((name, f"opt-in (--tasks {meta.group}), and {why}"))
+                continue
+            (skipped.append((name, why)) if why else chosen.append(name))
+        skipped += [(f"{count} {group} tasks", f"opt-in: run them with --tasks {group} or by name")
+                    for group, count in opt_in.items()]
         aggs = [n for n in TASKS.names() if is_aggregate(n) and set(get_task(n).members) <= set(chosen)]
         return chosen, aggs, skipped
     groups = {g for g in GROUPS if g in names}
-    if groups:  # `--tasks robot`: every task of the group (data present), with the group's aggregates
-        names = [n for n in names if n not in groups] + [
-            n for n in TASKS.names() if task_meta(n).group in groups and not is_aggregate(n)
-            and (task_meta(n).data is None or task_meta(n).data.status(preset)[0])]
-        names += [n for n in TASKS.names() if is_aggregate(n) and task_meta(n).group in groups
-                  and set(get_task(n).members) <= set(names)]
+    skipped = []
+    if groups:  # `--tasks robot`: every task of the group whose data is here, with the group's aggregates
+        members = [n for n in TASKS.names() if task_meta(n).group in groups and not is_aggregate(n)]
+        reasons = {n: why for n in members if (why := missing(n))}
+        skipped = list(reasons.items())
+        names = [n for n in names if n not in groups] + [n for n in members if n not in reasons]
+        group_aggs = [n for n in TASKS.names() if is_aggregate(n) and task_meta(n).group in groups]
+        names += [n for n in group_aggs if set(get_task(n).members) <= set(names)]
+        skipped += [(n, "aggregate without all its members: " + ", ".join(m for m in get_task(n).members if m in reasons))
+                    for n in group_aggs if n not in names]
     tasks, aggs = [], []
     for name in names:
         if is_aggregate(name):  # unknown names raise here, with suggestions
@@ -177,7 +194,7 @@ def select(requested: list[str], preset: str) -> tuple[list[str], list[str], lis
         meta = task_meta(name)
         if meta.data is not None and not meta.synthetic:
             meta.data.prepare(progress=False)  # missing real data raises here, before any work
-    return tasks, aggs, []
+    return tasks, aggs, skipped
 
 
 def make_plan(cfg: RunConfig) -> Plan:

@@ -2,18 +2,22 @@
 experts. Needs mujoco, dm_control and gymnasium-robotics==1.4.2 (skipped without them); renders through MUJOCO_GL=egl."""
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
-mujoco = pytest.importorskip("mujoco")
-pytest.importorskip("dm_control.suite")
-pytest.importorskip("gymnasium_robotics")
+for _mod in ("mujoco", "dm_control", "gymnasium_robotics"):  # find_spec: importing loads GL (see below)
+    if importlib.util.find_spec(_mod) is None:
+        pytest.skip(f"{_mod} is not installed (pip install -e '.[robot]')", allow_module_level=True)
 
 from tasks.robot import adroit, dmc  # noqa: E402
 from tasks.robot.env import Expert, SuiteEnv  # noqa: E402
+
+dmc._import_suite()  # triton before Mesa's EGL (importing it later segfaults), then dm_control.suite
+import mujoco  # noqa: E402
 
 FAST_SHADOW = 1024  # CPU-friendly renders in tests (the camera pose is what is checked)
 

@@ -1,7 +1,7 @@
-"""CortexBench behaviour cloning (paper Table 4; eai-vc `mujoco_vc`): MetaWorld's five tasks, Adroit
-pen / relocate, DMControl's five (reacher-easy scripted; the other four need a SAC expert made by
-`bench robot experts`, their data source says so), and the MetaWorld, Adroit and DMControl suite
-means. Each task's `data` (sources.py) says where its demos come from (official pickle or expert). Opt-in: hours of CPU rendering at protocol size, so `--tasks all`
+"""CortexBench behaviour cloning (paper Table 4; eai-vc `mujoco_vc` and `trifinger_vc`): MetaWorld's five
+tasks, Adroit pen / relocate, DMControl's five (reacher-easy scripted; the other four need a SAC expert made by
+`bench robot experts`, their data source says so), TriFinger reach-cube (move-cube registered, blocked: no
+demonstrator), the four suite means and `cortexbench-average` (the mean of the suite means, Tables 4/8/9). Each task's `data` (sources.py) says where its demos come from (official pickle or expert). Opt-in: hours of CPU rendering at protocol size, so `--tasks all`
 leaves them out; run them by name or with `--tasks robot`. Metadata only (no torch / numpy / mujoco); behaviour in `bc.py`, knobs in
 `config.py`, the simulator interface in `env.py`. See docs/robot.md.
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 from bench.metrics import Metric
 from bench.task import AggregateTask, Need, TaskMeta
 from tasks import register_aggregate, register_task
+from tasks.robot.average import MeanOfSuites
 from tasks.robot.sources import SAC_ENVS, CortexBenchDemos
 
 METAWORLD_TASKS = ("assembly", "bin-picking", "button-press-topdown", "drawer-open", "hammer")
@@ -25,6 +26,31 @@ BC_METRICS = (
     Metric("best_epoch", False, "0-based epoch of the best evaluation, mean over seeds", "", "diagnostic"),
     Metric("expert", True, "the demonstrator's score on the same evaluation episodes (reference row)", "%", "reference"),
 )
+
+NEEDS = Need.SIMULATOR | Need.ONLINE_ENCODER | Need.OWN_PROCESS
+DISPLAY = {"metaworld": "MetaWorld", "adroit": "Adroit", "dmcontrol": "DMControl", "trifinger": "TriFinger"}
+
+
+def register_suite(suite: str, title: str, tasks, metrics, notes, data, aggregate: tuple[str, str, str],
+                   reference: str = REFERENCE, impl: str = "tasks.robot.bc:CortexBenchBC",
+                   score: str = "success %") -> tuple[str, tuple[str, ...]]:
+    """One suite: its per-environment tasks (`cortexbench-<title>-<task>`) and its suite-mean aggregate
+    (`cortexbench-<title>`, the Table 4 column); `aggregate` = (metric name, description, unit).
+    Returns (aggregate name, member names) for `cortexbench-average`."""
+    for task in tasks:
+        register_task(TaskMeta(
+            name=f"cortexbench-{title}-{task}", group="robot",
+            description=f"CortexBench {DISPLAY[title]} {task}: behaviour cloning on frozen embeddings ({score})",
+            metrics=metrics, headline="success", protocol="cortexbench-bc", paper_task=None,  # Table 4: suite means only
+            reference=reference, needs=NEEDS, seeds=(100, 200, 300), notes=notes(task), opt_in=True,
+            data=data(task)), impl, suite=suite, env=task)
+    metric, description, agg_unit = aggregate
+    register_aggregate(AggregateTask(
+        TaskMeta(f"cortexbench-{title}", "robot", f"CortexBench {DISPLAY[title]}: {description}",
+                 (Metric(metric, True, description, agg_unit),), metric, protocol="cortexbench-bc",
+                 paper_task=f"cortexbench-{title}", reference=reference, needs=Need.NONE, opt_in=True),
+        members=tuple(f"cortexbench-{title}-{t}" for t in tasks), metric="success"))
+    return f"cortexbench-{title}", tuple(f"cortexbench-{title}-{t}" for t in tasks)
 
 
 def metaworld_notes(task: str) -> dict[str, str]:
@@ -42,21 +68,9 @@ def metaworld_notes(task: str) -> dict[str, str]:
     }
 
 
-for _task in METAWORLD_TASKS:
-    register_task(TaskMeta(
-        name=f"cortexbench-metaworld-{_task}", group="robot",
-        description=f"CortexBench MetaWorld {_task}: behaviour cloning on frozen CLS embeddings (success %)",
-        metrics=BC_METRICS, headline="success", protocol="cortexbench-bc", paper_task=None,  # Table 4 has suite means only
-        reference=REFERENCE, needs=Need.SIMULATOR | Need.ONLINE_ENCODER | Need.OWN_PROCESS, seeds=(100, 200, 300),
-        notes=metaworld_notes(_task), opt_in=True, data=CortexBenchDemos("metaworld", _task, "scripted")),
-        "tasks.robot.bc:CortexBenchBC", suite="metaworld", env=_task)
-
-register_aggregate(AggregateTask(
-    TaskMeta("cortexbench-metaworld", "robot", "CortexBench MetaWorld: mean success of the five tasks (%)",
-             (Metric("success_rate", True, "mean over the five MetaWorld tasks of their success (%)", "%"),),
-             "success_rate", protocol="cortexbench-bc", paper_task="cortexbench-metaworld", reference=REFERENCE,
-             needs=Need.NONE, opt_in=True),
-    members=tuple(f"cortexbench-metaworld-{t}" for t in METAWORLD_TASKS), metric="success"))
+SUITES = [register_suite("metaworld", "metaworld", METAWORLD_TASKS, BC_METRICS, metaworld_notes,
+                         lambda t: CortexBenchDemos("metaworld", t, "scripted"),
+                         ("success_rate", "mean over the five MetaWorld tasks of their success (%)", "%"))]
 
 ADROIT_TASKS = {"pen": (24, 100, 20), "relocate": (30, 200, 25)}  # proprio dims, horizon, goal steps needed
 
@@ -77,21 +91,10 @@ def adroit_notes(task: str) -> dict[str, str]:
     }
 
 
-for _task in ADROIT_TASKS:
-    register_task(TaskMeta(
-        name=f"cortexbench-adroit-{_task}", group="robot",
-        description=f"CortexBench Adroit {_task}: behaviour cloning on frozen CLS embeddings (success %)",
-        metrics=BC_METRICS, headline="success", protocol="cortexbench-bc", reference=REFERENCE,
-        needs=Need.SIMULATOR | Need.ONLINE_ENCODER | Need.OWN_PROCESS, seeds=(100, 200, 300),
-        notes=adroit_notes(_task), opt_in=True, data=CortexBenchDemos("adroit", _task, "dapg")),
-        "tasks.robot.bc:CortexBenchBC", suite="adroit", env=_task)
 
-register_aggregate(AggregateTask(
-    TaskMeta("cortexbench-adroit", "robot", "CortexBench Adroit: mean success of pen and relocate (%)",
-             (Metric("success_rate", True, "mean over pen and relocate of their success (%)", "%"),),
-             "success_rate", protocol="cortexbench-bc", paper_task="cortexbench-adroit", reference=REFERENCE,
-             needs=Need.NONE, opt_in=True),
-    members=tuple(f"cortexbench-adroit-{t}" for t in ADROIT_TASKS), metric="success"))
+SUITES.append(register_suite("adroit", "adroit", tuple(ADROIT_TASKS), BC_METRICS, adroit_notes,
+                             lambda t: CortexBenchDemos("adroit", t, "dapg"),
+                             ("success_rate", "mean over pen and relocate of their success (%)", "%")))
 
 DMC_TASKS = {"walker-stand": "side", "walker-walk": "side", "reacher-easy": "fixed", "cheetah-run": "side",
              "finger-spin": "cam0"}  # camera 0 of each domain
@@ -113,19 +116,50 @@ def dmc_notes(task: str) -> dict[str, str]:
             "small_counts": "5 demos, 3 eval episodes, 20 epochs, seeds 100/200"}
 
 
-for _task in DMC_TASKS:
-    register_task(TaskMeta(
-        name=f"cortexbench-dmcontrol-{_task}", group="robot",
-        description=f"CortexBench DMControl {_task}: behaviour cloning on frozen CLS embeddings (return / 10)",
-        metrics=DMC_METRICS, headline="success", protocol="cortexbench-bc", reference=REFERENCE,
-        needs=Need.SIMULATOR | Need.ONLINE_ENCODER | Need.OWN_PROCESS, seeds=(100, 200, 300),
-        notes=dmc_notes(_task), opt_in=True,
-        data=CortexBenchDemos("dmc", _task, "sac" if _task in SAC_ENVS else "scripted")),
-        "tasks.robot.bc:CortexBenchBC", suite="dmc", env=_task)
 
-register_aggregate(AggregateTask(
-    TaskMeta("cortexbench-dmcontrol", "robot", "CortexBench DMControl: mean normalised return (return / 10) of the five tasks",
-             (Metric("normalized_score", True, "mean over the five DMControl tasks of their return / 10", ""),),
-             "normalized_score", protocol="cortexbench-bc", paper_task="cortexbench-dmcontrol", reference=REFERENCE,
+SUITES.append(register_suite("dmc", "dmcontrol", tuple(DMC_TASKS), DMC_METRICS, dmc_notes,
+                             lambda t: CortexBenchDemos("dmc", t, "sac" if t in SAC_ENVS else "scripted"),
+                             ("normalized_score", "mean over the five DMControl tasks of their return / 10", ""),
+                             score="return / 10"))
+
+TRIFINGER_TASKS = ("reach-cube", "move-cube")
+TRIFINGER_REFERENCE = ("Majumdar et al. 2023, CortexBench (facebookresearch/eai-vc cortexbench/trifinger_vc "
+                       "algos/bc_finetune.py, config/bc_default.yaml, trifinger_envs/cube_reach.py)")
+TRIFINGER_METRICS = (
+    Metric("success", True, "best-over-evaluations mean scaled_success at the last step x100, mean over seeds (%)", "%"),
+    *BC_METRICS[1:])
+
+
+def trifinger_notes(task: str) -> dict[str, str]:
+    steps, max_a = {"reach-cube": (5, 5), "move-cube": (10, 8)}[task]
+    return {
+        "env": f"trifinger-simulation 2.0.0 (PyBullet), robot trifingeredu (paper: fork-only trifinger_meta), {task}, "
+               f"{steps} policy steps of 0.4 s (100 sim steps of 0.004 s)",
+        "camera": "camera60 of TriFingerCameras (default view), 270x270, FOV 52, TinyRenderer, no shadows",
+        "embedding": "CLS after the final norm, encoder's own resize/centre-crop (270 -> 256 -> 224)",
+        "history": "none; ft_pos_cur (9, cm) appended",
+        "policy": "Linear(in, 2000) -> ReLU -> Linear(2000, 2000) -> ReLU -> actions (cm, clipped +-%d); "
+                  "MSE, AdamW 1e-4 wd 0, batch 32; rep_to_policy none" % max_a,
+        "eval": "before training and after every 5th epoch; one episode per test start (seeds test_seed+ep, "
+                "fixed across protocol seeds)",
+        "score": "100 x scaled_success after the last step, mean over episodes; max over evaluations, mean over seeds",
+        "experts": "scripted ReachCubePolicy path (eai-vc gen_demos) at 0.4 s steps; demos kept if scaled_success >= 0.9"
+                   if task == "reach-cube" else "none available (blocked: sources.NO_EXPERT)",
+        "paper_counts": "100 train demos, 25 test episodes, 100 epochs (21 evals), seeds 100/200/300",
+        "small_counts": "20 demos, 10 test episodes, 20 epochs (evals before, after 5, 10, 15, 20), seeds 100/200",
+    }
+
+
+SUITES.append(register_suite("trifinger", "trifinger", TRIFINGER_TASKS, TRIFINGER_METRICS, trifinger_notes,
+                             lambda t: CortexBenchDemos("trifinger", t, "trifinger" if t == "reach-cube" else "none"),
+                             ("success_rate", "mean over reach-cube and move-cube of their scaled success (%)", "%"),
+                             reference=TRIFINGER_REFERENCE, impl="tasks.robot.trifinger_bc:TriFingerBC",
+                             score="scaled success %"))
+
+register_aggregate(MeanOfSuites(
+    TaskMeta("cortexbench-average", "robot",
+             "CortexBench average (Tables 4, 8, 9): mean of the four suite scores, each suite weighted equally",
+             (Metric("score", True, "mean of the MetaWorld, Adroit, DMControl and TriFinger suite means", ""),),
+             "score", protocol="cortexbench-bc", paper_task="cortexbench-average", reference=REFERENCE,
              needs=Need.NONE, opt_in=True),
-    members=tuple(f"cortexbench-dmcontrol-{t}" for t in DMC_TASKS), metric="success"))
+    members=tuple(m for _, members in SUITES for m in members), metric="success", suites=tuple(SUITES)))

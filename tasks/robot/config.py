@@ -5,7 +5,7 @@ resolved numbers (logged as `bc.*` params); everything else is the same in both 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 from bench.config import ConfigError
 
@@ -15,11 +15,13 @@ PROTOCOLS: dict[str, dict[str, dict[str, object]]] = {
         "metaworld": dict(demos=25, eval_episodes=25, epochs=100, eval_every=5, seeds=(100, 200, 300)),
         "adroit": dict(demos=100, eval_episodes=25, epochs=100, eval_every=5, seeds=(100, 200, 300)),
         "dmc": dict(demos=100, eval_episodes=10, epochs=100, eval_every=5, seeds=(100, 200, 300)),
+        "trifinger": dict(demos=100, eval_episodes=25, epochs=100, eval_every=5, seeds=(100, 200, 300)),
     },
     "small": {  # cortexbench.md §6: only counts shrink; horizons and success rules never do
         "metaworld": dict(demos=5, eval_episodes=5, epochs=20, eval_every=5, seeds=(100, 200)),
         "adroit": dict(demos=10, eval_episodes=5, epochs=20, eval_every=5, seeds=(100, 200)),
         "dmc": dict(demos=5, eval_episodes=3, epochs=20, eval_every=5, seeds=(100, 200)),
+        "trifinger": dict(demos=20, eval_episodes=10, epochs=20, eval_every=5, seeds=(100, 200)),
     },
 }
 
@@ -35,6 +37,7 @@ class Counts:
 
 @dataclass(frozen=True)
 class BCConfig:
+    HISTORIES: ClassVar[tuple[int, ...]] = (3,)  # history windows this loop implements
     protocol: str = "small"  # "paper" | "small": the counts below when left at None
     demos: Optional[int] = None  # demonstrations (paper MW 25; small 5)
     eval_episodes: Optional[int] = None  # episodes per evaluation (paper 25; small 5)
@@ -65,7 +68,7 @@ class BCConfig:
             *(["eval_every >= 1"] if self.eval_every is not None and self.eval_every < 1 else []),
             *(["seeds: at least one, no repeats"] if self.seeds is not None
               and (not self.seeds or len(set(self.seeds)) != len(self.seeds)) else []),
-            *(["history: only 3 (FLARE) is implemented"] if self.history != 3 else []),
+            *([f"history: only {self.HISTORIES} is implemented"] if self.history not in self.HISTORIES else []),
             *(["hidden: at least one layer, sizes >= 1"] if not self.hidden or min(self.hidden) < 1 else []),
             *(["batch_size >= 1"] if self.batch_size < 1 else []),
             *(["lr > 0"] if self.lr <= 0 else []),

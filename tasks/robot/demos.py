@@ -47,11 +47,16 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def demo_set(root: Path, key: DemoKey, n: int, demo_seed: int, attempts: int,
-             make: Callable[[], tuple[SuiteEnv, Expert]], log=None) -> tuple[list[Path], dict[str, float]]:
-    """Paths of `n` successful demos (recorded on first use), and stats of the search."""
+             make: Callable[[], tuple[SuiteEnv, Expert]], log=None,
+             min_score: float | None = None) -> tuple[list[Path], dict[str, float]]:
+    """Paths of `n` successful demos (recorded on first use), and stats of the search. Successful =
+    score > 0, or score >= `min_score` when given (TriFinger keeps near-complete reaches only)."""
     folder = root / key.folder
     folder.mkdir(parents=True, exist_ok=True)
-    manifest = folder / f"n{n}-seed{demo_seed}.json"
+    manifest = folder / (f"n{n}-seed{demo_seed}.json" if min_score is None else f"n{n}-seed{demo_seed}-min{min_score:g}.json")
+
+    def kept_score(score: float) -> bool:
+        return score > 0.0 if min_score is None else score >= min_score
     if manifest.exists():
         info = json.loads(manifest.read_text())
         paths = [folder / name for name in info["demos"]]
@@ -66,16 +71,18 @@ def demo_set(root: Path, key: DemoKey, n: int, demo_seed: int, attempts: int,
             path = folder / f"demo-seed{seed}.npz"
             fail = folder / f"demo-seed{seed}.failed"
             tried += 1
-            if fail.exists():
+            if fail.exists() and not kept_score(float(json.loads(fail.read_text())["score"])):
+                continue
+            if path.exists() and not kept_score(float(load_demo(path, frames=False)["score"])):
                 continue
             if not path.exists():
                 if env is None:
                     env, expert = make()
                 demo = record_demo(env, expert, seed, render=key.frames)
-                if float(demo["score"]) <= 0.0:
+                if not kept_score(float(demo["score"])):
                     fail.write_text(json.dumps({"score": float(demo["score"])}))
                     if log:
-                        log.info("%s demo seed %d: expert failed at the last step; skipped", key.env, seed)
+                        log.info("%s demo seed %d: expert score %.1f, not a success; skipped", key.env, seed, float(demo["score"]))
                     continue
                 _atomic_savez(path, demo)
             kept.append(path)

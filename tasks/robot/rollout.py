@@ -17,24 +17,30 @@ Act = Callable[[np.ndarray], np.ndarray]  # (N, in_dim) policy inputs -> (N, A) 
 
 def evaluate(envs: Sequence[SuiteEnv], base_seed: int, observe: Observe, embed: Embed, act: Act,
              use_proprio: bool = True, record: int = -1, record_every: int = 1,
-             record_n: int = 1) -> tuple[list[float], list[np.ndarray]]:
+             record_n: int = 1, history: bool = True) -> tuple[list[float], list[np.ndarray]]:
     """Run len(envs) full episodes (seeds base_seed + ep) to the suite's horizon; returns the
     per-episode scores (the suite's rule) and, when `record` >= 0, frames of episodes
-    record .. record + record_n - 1 side by side (every `record_every` steps)."""
+    record .. record + record_n - 1 side by side (every `record_every` steps). `history=False`
+    (TriFinger): the policy input is [e(t), proprio], no FLARE."""
     n = len(envs)
     for ep, env in enumerate(envs):
         env.reset(base_seed + ep)
     horizon = envs[0].horizon
-    history = History()
+    hist = History()
     episodes: list[list[tuple[float, dict[str, float]]]] = [[] for _ in range(n)]
     frames: list[np.ndarray] = []
     for t in range(horizon):
         obs = np.stack([observe(env) for env in envs])
         if 0 <= record < n and t % record_every == 0 and obs.ndim == 4:
             frames.append(np.concatenate(list(obs[record:record + record_n]), axis=1))
-        history.push(embed(obs))
+        emb = embed(obs)
         proprio = np.stack([env.proprio() for env in envs]) if use_proprio else None
-        actions = act(history.fused(proprio))
+        if history:
+            hist.push(emb)
+            x = hist.fused(proprio)
+        else:
+            x = np.concatenate([np.asarray(emb, np.float32), *([proprio.astype(np.float32)] if proprio is not None else [])], 1)
+        actions = act(x)
         for i, env in enumerate(envs):
             episodes[i].append(env.step(actions[i]))
     return [envs[0].score(e) for e in episodes], frames

@@ -7,7 +7,8 @@
    `tasks/robot/official.py` through a restricted unpickler;
 2. else demos generated offline by the suite's expert (scripted, DAPG, or a cached SAC expert that
    `bench robot experts --env X` trains: a missing one blocks the task with that command);
-3. TriFinger: the `trifinger-simulation` package must be importable.
+3. TriFinger: the `trifinger-simulation` package must be importable; move-cube has no demonstrator
+   here (blocked, `NO_EXPERT` says why).
 
 `name` carries the demo identity (pickle size / SAC steps + weights digest), so results made from
 different demos never share a result identity. Light: no numpy / torch / simulator imports."""
@@ -29,6 +30,15 @@ OFFICIAL = RealData(
     "CortexBench expert demos", "cortexbench", "BENCH_CORTEXBENCH", (),
     "Unzip metaworld-expert-v1.0.zip / dmc-expert-v1.0.zip / adroit-expert-v1.0.zip (eai-vc cortexbench/DATASETS.md).")
 TRIFINGER_INSTALL = "pip install trifinger-simulation==2.0.0 (or the project's robot extra: pip install -e '.[robot]')"
+NO_EXPERT = {  # tasks registered for the table, whose demonstrator is not available here (the reason)
+    "trifinger-move-cube": (
+        "no TriFinger move-cube demonstrator: eai-vc's scripted grasp-and-move MoveCubePolicy (older "
+        "eval/trifinger/.../gen_move_cube_demos.py) is not ported (three-finger grasp state machine, cube "
+        "friction/mass tuned on the fork's trifinger_meta robot, which PyPI trifinger-simulation 2.0.0 lacks), "
+        "the official trifinger_demos.zip is not available offline, and Theia (rai-opensource/theia#21) could not "
+        "reproduce Move-Cube with VC-1's released code; so the cortexbench-trifinger suite mean cannot be "
+        "formed here (docs/robot.md)"),
+}
 
 
 def sac_expert_dir(env: str) -> Path:
@@ -69,7 +79,7 @@ def find_pickle(root: Path | None, suite: str, env: str) -> Path | None:
 class CortexBenchDemos:
     suite: str
     env: str
-    expert: str  # "scripted" | "dapg" | "sac" | "trifinger"
+    expert: str  # "scripted" | "dapg" | "sac" | "trifinger" | "none" (blocked: NO_EXPERT says why)
 
     def root(self) -> Path:
         return OFFICIAL.root()
@@ -96,12 +106,14 @@ class CortexBenchDemos:
                     f"under {self.root()} (BENCH_CORTEXBENCH)")
         if self.expert == "trifinger" and importlib.util.find_spec("trifinger_simulation") is None:
             return Path("trifinger_simulation"), f"the TriFinger simulator is not installed: {TRIFINGER_INSTALL}"
+        if self.expert == "none":
+            return Path(f"{self.suite}/{self.env}"), NO_EXPERT.get(f"{self.suite}-{self.env}", "no expert")
         return None
 
     def status(self, preset: str | None = None) -> tuple[bool, str]:
         missing = self._missing()
         if missing is not None:
-            return False, f"{missing[0]} not found: {missing[1]}"
+            return False, missing[1] if self.expert == "none" else f"{missing[0]} not found: {missing[1]}"
         pkl = self.pickle_path()
         if pkl is not None:
             return True, f"official demos {pkl}"
@@ -115,5 +127,5 @@ class CortexBenchDemos:
         return self.root()
 
 
-__all__ = ["CortexBenchDemos", "OFFICIAL", "find_pickle", "sac_expert_id", "SAC_ENVS", "SUITE_ZIPS", "TRIFINGER_INSTALL", "official_name",
+__all__ = ["CortexBenchDemos", "NO_EXPERT", "OFFICIAL", "find_pickle", "sac_expert_id", "SAC_ENVS", "SUITE_ZIPS", "TRIFINGER_INSTALL", "official_name",
            "sac_expert_dir"]

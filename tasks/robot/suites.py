@@ -20,7 +20,10 @@ def make_env(suite: str, name: str, **kwargs: Any) -> SuiteEnv:
     if suite == "adroit":
         from tasks.robot.adroit import make_adroit_env  # type: ignore[import-not-found]
         return make_adroit_env(name, **kwargs)
-    raise ValueError(f"unknown CortexBench suite {suite!r} (metaworld, dmc, adroit)")
+    if suite == "trifinger":
+        from tasks.robot.trifinger import make_trifinger_env
+        return make_trifinger_env(name, **kwargs)
+    raise ValueError(f"unknown CortexBench suite {suite!r} (metaworld, dmc, adroit, trifinger)")
 
 
 def make_expert(suite: str, name: str, env: SuiteEnv) -> Expert:
@@ -33,7 +36,10 @@ def make_expert(suite: str, name: str, env: SuiteEnv) -> Expert:
     if suite == "adroit":
         from tasks.robot.adroit import make_adroit_expert  # type: ignore[import-not-found]
         return make_adroit_expert(name, env)
-    raise ValueError(f"unknown CortexBench suite {suite!r} (metaworld, dmc, adroit)")
+    if suite == "trifinger":
+        from tasks.robot.trifinger import make_trifinger_expert
+        return make_trifinger_expert(name, env)
+    raise ValueError(f"unknown CortexBench suite {suite!r} (metaworld, dmc, adroit, trifinger)")
 
 
 def expert_id(suite: str, name: str) -> str:
