@@ -183,6 +183,20 @@ def delta_cell(base: float | None, boosted: float | None, higher_is_better: bool
     return Cell(text, d, "delta", good=good, source=source, title=title.strip(), lo=lo, hi=hi, significant=sig)
 
 
+# Protocol knobs whose value says a run did not follow the paper's protocol (robot `protocol=small`:
+# fewer demos and episodes; segmentation `variant=fast`): the knob -> its paper value. Such a number is
+# labelled with its variant and never set beside, bolded or ranked against a paper number.
+PAPER_PROTOCOL = {"protocol.protocol": "paper", "protocol.variant": "faithful"}
+VARIANT_MARK = "‡"
+
+
+def protocol_deviation(params: Mapping[str, Any] | None) -> str:
+    """"protocol=small" when a run's params name a non-paper protocol variant; "" for the paper's."""
+    params = params or {}
+    return ", ".join(f"{k[len('protocol.'):]}={params[k]}" for k, paper_value in PAPER_PROTOCOL.items()
+                     if k in params and str(params[k]) != paper_value)
+
+
 @dataclass(frozen=True)
 class DataStatus:
     known: bool  # the task is in the catalog
@@ -280,6 +294,7 @@ def group_label(group: str) -> str:
 
 
 __all__ = ["BAD_MARK", "Cell", "Column", "DataStatus", "GOOD_MARK", "GROUP_ORDER", "Grid", "MISSING_DATA", "NOT_RUN",
+           "PAPER_PROTOCOL", "VARIANT_MARK", "protocol_deviation",
            "Row", "SAME_MARK", "UNIT_DECIMALS", "auto_decimals", "best_flags", "data_status", "decimals_for",
            "delta_cell", "encoder_order", "fmt", "fmt_interval", "fmt_stats", "NS_MARK", "group_label", "group_rank", "mark_best", "sb_base",
            "short_id", "split_name", "status_cell", "task_catalog", "variant_suffix"]

@@ -6,8 +6,9 @@ Which estimator a cell gets (`bench.stats` holds the maths; the method text is o
   query, per-image depth errors, per-image intersection / union counts): percentile bootstrap over
   test items. Several seeds of one series score the same test items, so each resample takes the
   same items from every seed and the statistic is the mean over seeds.
-* **seeds** -- robot tasks (protocol seeds inside a run, from the run's env/seed breakdown) or a
-  series with >= 2 seeds but no per-item scores (older runs): Student-t over the seed values.
+* **seeds** -- robot tasks (protocol seeds inside a run, from the run's env/seed breakdown; a suite
+  average takes its members' per-seed scores and averages them seed by seed) or a series with >= 2
+  seeds but no per-item scores (older runs): Student-t over the seed values.
 * none -- one seed and no per-item scores: the number is shown without an interval, and says why.
 
 A +SB delta gets a paired bootstrap when both sides have aligned items (same test items), else a
@@ -70,6 +71,32 @@ def robot_seed_values(breakdown: dict[str, dict[str, float]], metric: str) -> li
         if m and metric in row and row[metric] is not None and math.isfinite(float(row[metric])):
             by_seed.setdefault(int(m.group("seed")), []).append(float(row[metric]))
     return [float(np.mean(v)) for _, v in sorted(by_seed.items())]
+
+
+def protocol_seed_values(record, metric: str, breakdown_of: Callable, member_of: Callable, depth: int = 0
+                         ) -> dict[int, float]:
+    """Protocol seed -> score of a robot run: from its (env, seed) breakdown, or, for a suite
+    aggregate (its breakdown names `member:` / `suite:` rows), the same mean over its members'
+    (or suites') per-seed scores, seed by seed. {} when a member or a seed is missing.
+    `member_of(record, task)`: the stored record of that task for the same encoder, weights, seed."""
+    breakdown = breakdown_of(record) or {}
+    values = robot_seed_values(breakdown, metric)
+    if values:
+        seeds = sorted({int(m.group("seed")) for k in breakdown if (m := SEED_ROW.match(k))})
+        return dict(zip(seeds, values)) if len(seeds) == len(values) else {}
+    if depth > 3:
+        return {}
+    suites = [k[len("suite:"):] for k in breakdown if k.startswith("suite:")]
+    parts = suites or [k[len("member:"):] for k in breakdown if k.startswith("member:")]
+    per_part = []
+    for task in parts:
+        child = member_of(record, task)
+        got = protocol_seed_values(child, child.headline, breakdown_of, member_of, depth + 1) if child else {}
+        if not got:
+            return {}
+        per_part.append(got)
+    common = sorted(set.intersection(*(set(p) for p in per_part))) if per_part else []
+    return {s: float(np.mean([p[s] for p in per_part])) for s in common}
 
 
 @dataclass
@@ -159,4 +186,4 @@ def default_breakdown(record) -> dict:
 
 
 __all__ = ["Boot", "CellInterval", "DeltaCI", "NO_INTERVAL", "cell_interval", "default_breakdown", "default_items",
-           "delta_interval", "robot_seed_values", "series_boot"]
+           "delta_interval", "protocol_seed_values", "robot_seed_values", "series_boot"]

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from bench.results import ResultRecord
-from leaderboard.intervals import cell_interval, default_breakdown, default_items, robot_seed_values
-from leaderboard.grid import OTHER_GROUP, encoder_order, group_rank, sb_base, short_id, variant_suffix
+from leaderboard.intervals import cell_interval, default_breakdown, default_items, protocol_seed_values
+from leaderboard.grid import (OTHER_GROUP, encoder_order, group_rank, protocol_deviation, sb_base, short_id,
+                              variant_suffix)
 
 RANDOM_INIT = re.compile(r"^random-init\(seed=([+-]?\d+)\)$")
 SEED_WEIGHTS = "random-init(seed=run)"
@@ -69,10 +70,12 @@ class Measured:
     hi: float | None = None
     ci_method: str = ""
     interval: Any = field(default=None, repr=False, compare=False)  # intervals.CellInterval (for paired deltas)
+    deviation: str = ""  # "protocol=small": a non-paper protocol variant (`record_deviation`); "" = the paper's
 
     @property
     def encoder(self) -> str:
         return self.series.encoder
+
 
     @property
     def task(self) -> str:
@@ -87,6 +90,18 @@ def _metric_meta(catalog: Mapping[str, Any] | None, task: str, metric: str):
     return None
 
 
+def record_deviation(r: ResultRecord, member_of: Callable[[ResultRecord, str], ResultRecord | None],
+                     depth: int = 0) -> str:
+    """A run's non-paper protocol variant ("protocol=small"; `grid.protocol_deviation`). A suite
+    aggregate has no protocol knobs of its own: it is as far from the paper as its members are."""
+    own = protocol_deviation(r.params)
+    members = [m for m in str(r.params.get("members", "")).split(",") if m]
+    if r.kind != "aggregate" or not members or depth > 3:
+        return own
+    found = {own} | {record_deviation(m, member_of, depth + 1) for m in map(lambda t: member_of(r, t), members) if m}
+    return ", ".join(sorted(found - {""}))
+
+
 def aggregate(records: Iterable[ResultRecord], catalog: Mapping[str, Any] | None = None, *,
               item_source: Callable[[ResultRecord], dict] | None = default_items,
               breakdown_source: Callable[[ResultRecord], dict] | None = default_breakdown
@@ -95,7 +110,8 @@ def aggregate(records: Iterable[ResultRecord], catalog: Mapping[str, Any] | None
     `breakdown_source`: a record's per-item scores / breakdown (default: from the store; None: no lookups,
     intervals from seeds only)."""
     groups: dict[tuple[Series, str], list[tuple[ResultRecord, Any]]] = {}
-    for r in records:
+    records_list = list(records)
+    for r in records_list:
         s = Series(r.encoder, weights_key(r), r.task, int(r.task_version), r.config_hash)
         for name, mv in r.metrics.items():
             groups.setdefault((s, name), []).append((r, mv))
@@ -116,6 +132,16 @@ def aggregate(records: Iterable[ResultRecord], catalog: Mapping[str, Any] | None
             bcache[r.run_id] = breakdown_source(r) or {}
         return bcache[r.run_id]
 
+    by_run_key: dict[tuple, list[ResultRecord]] = {}
+    for r in sorted(records_list, key=lambda r: (r.start_time, r.run_id)):
+        by_run_key.setdefault((r.encoder, r.weights_id, r.seed, r.task), []).append(r)
+
+    def member_of(r: ResultRecord, task: str) -> ResultRecord | None:
+        """The member run a suite aggregate averaged: the newest one that started before it."""
+        found = by_run_key.get((r.encoder, r.weights_id, r.seed, task), [])
+        before = [m for m in found if m.start_time <= r.start_time]
+        return (before or found or [None])[-1]
+
     out: dict[tuple[Series, str], Measured] = {}
     for (s, name), items in groups.items():
         items.sort(key=lambda x: (x[0].seed, x[0].start_time, x[0].run_id))
@@ -131,7 +157,8 @@ def aggregate(records: Iterable[ResultRecord], catalog: Mapping[str, Any] | None
         for r, _ in items:  # sorted by start time within a seed: the last one wins
             newest_of_seed[r.seed] = r
         per_seed_items = [fetch(r).get(name) for r in newest_of_seed.values()]
-        robot = robot_seed_values(fetch_breakdown(newest_rec), name) if n == 1 else []
+        robot = list(protocol_seed_values(newest_rec, name, fetch_breakdown, member_of).values()) \
+            if n == 1 and breakdown_source is not None and newest_rec.group == "robot" else []
         ci = cell_interval(name, tuple(by_seed), values, per_seed_items, robot)
         declared = _metric_meta(catalog, s.task, name)
         role = newest_mv.role if newest_mv.role != "score" or declared is None else declared.role
@@ -141,7 +168,7 @@ def aggregate(records: Iterable[ResultRecord], catalog: Mapping[str, Any] | None
             tuple(r.seed for r, _ in items), ", ".join(sorted({r.protocol for r, _ in items if r.protocol})),
             bool(newest_mv.higher_is_better), role, unit, newest_rec.encoder_label or s.encoder,
             tuple(sorted({r.weights_id for r, _ in items})), newest_rec.start_time, dict(newest_rec.params),
-            ci.lo, ci.hi, ci.method, ci)
+            ci.lo, ci.hi, ci.method, ci, record_deviation(newest_rec, member_of))
     return out
 
 
@@ -264,6 +291,8 @@ def measured_layout(records: Sequence[ResultRecord], catalog: Mapping[str, Any] 
             tag = ", ".join(([f"v{version}"] if len(versions) > 1 else [])
                             + ([f"cfg {cfg[:8] or 'none'}"] if len(same_version) > 1 else []))
             head = _headline(task, names, recs, catalog, paper_headlines)
+            deviation = max(by_column[ColKey(task, version, cfg, head)], key=lambda m: m.start_time).deviation
+            tag = ", ".join(t for t in (tag, deviation) if t)  # "protocol=small": always named in the label
             chosen = [head] if metrics == "headline" else sorted(names)
             for metric in chosen:
                 cells = by_column[ColKey(task, version, cfg, metric)]
@@ -316,9 +345,12 @@ def measured_layout(records: Sequence[ResultRecord], catalog: Mapping[str, Any] 
                      "weights are never averaged together.")
     if any(c.variant for c in columns):
         notes.append("(vN, cfg …) = a task version / protocol config of a task with several in the store; "
-                     "numbers of different versions or configs are never averaged together.")
+                     "numbers of different versions or configs are never averaged together. (protocol=small, "
+                     "variant=fast) = runs under a documented non-paper protocol variant: not comparable with "
+                     "the paper's numbers.")
     return Layout(rows, columns, cells, notes)
 
 
 __all__ = ["ColKey", "ColSpec", "Layout", "METRIC_MODES", "Measured", "RowKey", "RowSpec", "Series", "aggregate",
+           "record_deviation",
            "measured_layout", "measured_title", "weights_key"]

@@ -83,6 +83,9 @@ def _cell_html(entry: dict[str, Any], col: dict[str, Any], catalog: Mapping[str,
         badge = (f'<span class="badge measured" title="measured: run {esc_html(", ".join(cell["run_ids"]))}">'
                  f'measured <span class="run">{esc_html(runs)}</span></span>')
         text = cell["text"]
+        if cell.get("deviation"):  # a small protocol variant: named, never read as a paper-protocol number
+            badge += (f' <span class="badge variant" title="{esc_html(cell["deviation"])}: not the paper\'s protocol, '
+                      f'not comparable with paper numbers">{esc_html(cell["deviation"])}</span>')
     else:
         text = cell["text"] + (" †" if cell.get("note") else "")
         badge = f'<span class="badge paper" title="{esc_html(cell["table"])}">paper</span>'

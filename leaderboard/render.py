@@ -19,7 +19,7 @@ def esc_html(text: Any) -> str:
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
           "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
           ">": r"\textgreater{}", "|": r"\textbar{}", "±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$",
-          "→": r"$\rightarrow$", "Δ": r"$\Delta$", "✓": r"\checkmark{}", "✗": r"$\times$", "†": r"\dag{}",
+          "→": r"$\rightarrow$", "Δ": r"$\Delta$", "✓": r"\checkmark{}", "✗": r"$\times$", "†": r"\dag{}", "‡": r"\ddag{}",
           "…": r"\ldots{}", "\n": " "}
 _LATEX_RE = re.compile("|".join(re.escape(k) for k in _LATEX))
 

@@ -37,8 +37,10 @@ RANK_METHOD = (
     "share the average rank). Reference rows (random init, experts, chance) are shown, marked, and never "
     "ranked. A group's and the overall score is the mean rank over only the columns that every ranked entry "
     "of that source ran under the same protocol variant (task version and config); the coverage shown is "
-    "k/N = columns ranked on / columns with any result. Synthetic twins rank on their own board, never "
-    "beside the paper's tasks. Lower is better.")
+    "k/N = columns ranked on / columns with any result. A measured column of a small protocol variant "
+    "(e.g. robot protocol=small) is labelled with it, its cells carry the variant's badge, and paper numbers "
+    "are never put in it. Synthetic twins rank on their own board, never beside the paper's tasks. Lower is "
+    "better.")
 BOARDS = ("paper", "synthetic")
 BOARD_LABELS = {"paper": "Paper tasks", "synthetic": "Synthetic twins (not comparable with paper numbers)"}
 SHOWN_PARAMS = ("encoder_label", "weights_id", "random_init", "synth_preset", "code_version", "device", "config_hash",
@@ -71,6 +73,7 @@ def _cell_data(m, decimals: int) -> dict[str, Any]:
         "run_seeds": list(m.run_seeds), "protocol": m.protocol, "task_version": s.task_version,
         "config_hash": s.config_hash, "weights": [short_id(w) for w in m.weights_ids],
         "params": {k: v for k, v in sorted(m.params.items()) if k.startswith("protocol.") or k in SHOWN_PARAMS},
+        "deviation": m.deviation,
         "title": measured_title(m),
     }
 
@@ -111,6 +114,7 @@ def build_data(records: Sequence[Any] | None, catalog: Mapping[str, Any] | None 
             columns[cid] = {"id": cid, "task": task, "metric": metric, "group": group or "other",
                             "higher_is_better": hib, "label": label, "synthetic": bool(getattr(meta, "synthetic", False)),
                             "order": order.get((task, metric), 10_000), "unit": "", "variant": "", "decimals": None,
+                            "deviation": "",
                             **extra}
         return cid
 
@@ -119,12 +123,23 @@ def build_data(records: Sequence[Any] | None, catalog: Mapping[str, Any] | None 
     for c in layout.columns:
         label = mapped_label.get(c.key.task, c.key.task) + (f" ({c.variant})" if c.variant else "")
         values = [m.mean for (_, ck), m in layout.cells.items() if ck == c.key]
+        deviation = ", ".join(sorted({m.deviation for (_, ck), m in layout.cells.items() if ck == c.key} - {""}))
         add_column(c.id, c.key.task, c.key.metric, c.group, c.higher_is_better, label, unit=c.unit,
-                   variant=c.variant, decimals=decimals_for(c.unit, values), title=c.title)
+                   variant=c.variant, decimals=decimals_for(c.unit, values), title=c.title, deviation=deviation)
+        if deviation:  # a small protocol variant: paper numbers never share its column
+            continue
         rank = (c.key.task_version, c.newest)
         if current.get((c.key.task, c.key.metric), ((0, -1), ""))[0] < rank:
             current[(c.key.task, c.key.metric)] = (rank, c.id)
-    # Paper columns: the paper's headline columns, mapped to our names (into the newest measured variant).
+    def paper_column(task: str, metric: str) -> str:
+        """The newest measured paper-protocol variant's column, else a column of the paper's own."""
+        if (task, metric) in current:
+            return current[(task, metric)][1]
+        cid = f"{task}:{metric}"
+        return cid + "@paper" if columns.get(cid, {}).get("deviation") else cid
+
+    # Paper columns: the paper's headline columns, mapped to our names (into the newest measured variant
+    # run under the paper's protocol; a small variant's column never holds paper numbers).
     resolved = {}
     for v in paper.paper_values():
         key = (v.task, v.metric)
@@ -132,7 +147,7 @@ def build_data(records: Sequence[Any] | None, catalog: Mapping[str, Any] | None 
             resolved[key] = paper.resolve_task(v.task, v.metric, catalog)
         ours = resolved[key]
         if ours.headline:
-            cid = current.get((ours.task, ours.metric), (None, f"{ours.task}:{ours.metric}"))[1]
+            cid = paper_column(ours.task, ours.metric)
             add_column(cid, ours.task, ours.metric, ours.group, v.higher_is_better, ours.label)
 
     entries: list[dict[str, Any]] = []
@@ -160,7 +175,7 @@ def build_data(records: Sequence[Any] | None, catalog: Mapping[str, Any] | None 
         ours = resolved[(v.task, v.metric)]
         if not ours.headline:
             continue
-        cid = current.get((ours.task, ours.metric), (None, f"{ours.task}:{ours.metric}"))[1]
+        cid = paper_column(ours.task, ours.metric)
         entry = by_name.setdefault(v.encoder, {
             "name": v.encoder, "label": v.encoder, "source": "paper", "base": sb_base(v.encoder),
             "reference": _reference_kind(v.encoder, None),

@@ -12,7 +12,8 @@ from typing import Any, Mapping, Sequence
 
 from bench.results import ResultRecord
 from leaderboard import paper
-from leaderboard.grid import (BAD_MARK, GOOD_MARK, MISSING_DATA, NOT_RUN, NS_MARK, Cell, Column, Grid, Row, auto_decimals,
+from leaderboard.grid import (BAD_MARK, GOOD_MARK, MISSING_DATA, NOT_RUN, NS_MARK, VARIANT_MARK, Cell, Column, Grid, Row,
+                              auto_decimals,
                               best_flags, data_status, decimals_for, delta_cell, encoder_order, fmt, fmt_stats,
                               group_label, group_rank, mark_best, sb_base, short_id, status_cell,
                               task_catalog, variant_suffix)
@@ -132,9 +133,20 @@ def run_summary(records: Sequence[ResultRecord], title: str = "") -> str:
 # ---------------------------------------------------------------------------------------------
 
 def _pick(found: list[Measured]) -> tuple[Measured, list[Measured]]:
-    """The measured series a paper cell shows (newest task version, then newest run) and the others."""
-    found = sorted(found, key=lambda m: (m.series.task_version, m.start_time), reverse=True)
+    """The measured series a paper cell shows (the paper's protocol before a small variant, then the
+    newest task version, then the newest run) and the others."""
+    found = sorted(found, key=lambda m: (not m.deviation, m.series.task_version, m.start_time), reverse=True)
     return found[0], found[1:]
+
+
+def _variant_cell(m: Measured, decimals: int, extra: str) -> Cell:
+    """A measured number of a non-paper protocol variant beside a paper number: marked, never bold."""
+    cell = _measured_cell(m, decimals, extra)
+    cell.text += f" {VARIANT_MARK}"
+    cell.title = (f"{m.deviation}: not the paper's protocol, not comparable with the reported number; "
+                  + cell.title)
+    cell.kind = "variant"  # not a "value": `mark_best` never compares it
+    return cell
 
 
 def _variant_text(m: Measured) -> str:
@@ -166,6 +178,7 @@ def paper_grid(key: str | int, records: Sequence[ResultRecord] = (), catalog: Ma
     rows: list[Row] = []
     values_by_row: dict[str, list[tuple[float | None, float | None, Measured | None]]] = {}
     notes: list[str] = []
+    variants: list[str] = []
     for enc in table.encoders:
         candidates = paper.zoo_candidates(enc)
         cells: list[Cell] = []
@@ -191,7 +204,12 @@ def paper_grid(key: str | int, records: Sequence[ResultRecord] = (), catalog: Ma
                 m, others = _pick(measured[(zoo, ours.task, ours.metric)])
                 extra = ("; other measured variants (not averaged in): " + "; ".join(map(_variant_text, others))
                          if others else "")
-                cells.append(_measured_cell(m, decimals + 1, extra))
+                if m.deviation:
+                    cells.append(_variant_cell(m, decimals + 1, extra))
+                    variants.append(f"{VARIANT_MARK} {enc}, {ours.label}: measured with {m.deviation}, not the "
+                                    "paper's protocol: not comparable with the paper's number (not bolded).")
+                else:
+                    cells.append(_measured_cell(m, decimals + 1, extra))
                 o_val = m.mean
                 o_m = m
             elif not candidates:
@@ -209,6 +227,8 @@ def paper_grid(key: str | int, records: Sequence[ResultRecord] = (), catalog: Ma
             dcells = []
             for (ptask, pmetric, ours, hib, decimals), (pb, ob, mb), (ps, os_, ms) in zip(spec, values_by_row[base], pairs):
                 dcells.append(delta_cell(pb, ps, hib, decimals, "paper", base))
+                if mb is not None and ms is not None and mb.deviation != ms.deviation:
+                    ob = os_ = None  # base and +SB under different protocol variants: no delta
                 dcells.append(delta_cell(ob, os_, hib, decimals + 1, "measured", base,
                                          _delta_ci(mb, ms) if mb is not None and ms is not None else None))
             rows.append(Row(f"Δ {base} → {variant_suffix(enc)}", dcells, "delta"))
@@ -222,6 +242,7 @@ def paper_grid(key: str | int, records: Sequence[ResultRecord] = (), catalog: Ma
         f"{NOT_RUN}: no finished run here for that encoder and task; {MISSING_DATA}: the task's data is not "
         "present on this machine.",
         *dict.fromkeys(notes),
+        *dict.fromkeys(variants),
     ]
     return grid
 

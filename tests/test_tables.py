@@ -94,7 +94,7 @@ def log_record(client, exp_id: str, parent_id: str, rec: ResultRecord, *, old_st
     p = {"encoder": rec.encoder, "encoder_label": rec.encoder_label, "backend": "test", "weights_id": rec.weights_id,
          "random_init": "False", "task": rec.task, "group": rec.group, "task_version": str(rec.task_version),
          "seed": str(rec.seed), "config_hash": rec.config_hash, "code_version": "test", "device": "cpu",
-         "data_root": "/data", "protocol.crop": "eigen", "protocol.protocol": rec.protocol}
+         "data_root": "/data", "protocol.crop": "eigen", "protocol.family": rec.protocol}
     if old_style:  # an older store: no version, config hash, roles, units, headline or identity
         all_tags = {KIND_TAG: "task", PROTOCOL_TAG: rec.protocol,
                 **{DIR_TAG + k: "higher" if m.higher_is_better else "lower" for k, m in rec.metrics.items()}}
