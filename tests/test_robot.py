@@ -162,39 +162,7 @@ def test_metaworld_success_is_scored_at_the_last_step():
 
 
 # ---------------------------------------------------------------------------- learning (oracle)
-class StateOracleBC:
-    """Test only: the 'embedding' is the simulator state (no rendering, no encoder)."""
-
-    needs_pixels = False
-
-    def embedding_name(self, ctx):
-        return "oracle-state"
-
-    def observe(self, env):
-        return env.state()
-
-    def demo_observations(self, demo):
-        return demo["states"]
-
-    def embed_observations(self, ctx, obs):
-        return np.asarray(obs, dtype=np.float32)
-
-
-def _oracle_task(name):
-    from tasks import get_task
-    from tasks.robot.bc import CortexBenchBC
-
-    base = get_task(name)
-    cls = type("OracleBC", (StateOracleBC, CortexBenchBC), {})
-    return cls(base.meta, **base.options)
-
-
-def _ctx(tmp_path, encoder):
-    from bench.context import EvalContext
-    from bench.features import FeatureCache
-
-    return EvalContext(encoder, torch.device("cpu"), 0, FeatureCache(tmp_path / "cache" / "features"),
-                       state_root=tmp_path / "state")
+from tests.robot_oracle import oracle_ctx as _ctx, oracle_task as _oracle_task  # noqa: E402
 
 
 ORACLE = dict(demos=10, eval_episodes=5, epochs=30, eval_every=10, seeds=(100,))  # evals after epochs 10, 20, 29

@@ -93,32 +93,12 @@ ORACLE = dict(demos=8, eval_episodes=4, epochs=30, eval_every=10, seeds=(100,))
 
 def test_bc_on_state_oracle_learns_dmc_reacher(tmp_path, counting_encoder, one_thread):
     """The BC pipeline (demos -> FLARE -> input-BN MLP -> lockstep evals) on the reacher's 6-d state."""
-    from bench.context import EvalContext
-    from bench.features import FeatureCache
-    from tasks import get_task
-    from tasks.robot.bc import CortexBenchBC
     from tasks.robot.config import BCConfig
     from tasks.robot.dmc import ZeroExpert, run_policy
+    from tests.robot_oracle import oracle_ctx, oracle_task
 
-    class Oracle(CortexBenchBC):
-        needs_pixels = False
-
-        def embedding_name(self, ctx):
-            return "oracle-state"
-
-        def observe(self, env):
-            return env.state()
-
-        def demo_observations(self, demo):
-            return demo["states"]
-
-        def embed_observations(self, ctx, obs):
-            return np.asarray(obs, dtype=np.float32)
-
-    base = get_task("cortexbench-dmcontrol-reacher-easy")
-    bc = Oracle(base.meta, **base.options)
-    ctx = EvalContext(counting_encoder, torch.device("cpu"), 0, FeatureCache(tmp_path / "cache" / "features"),
-                      state_root=tmp_path / "state")
+    bc = oracle_task("cortexbench-dmcontrol-reacher-easy")
+    ctx = oracle_ctx(tmp_path, counting_encoder)
     result = bc.run(ctx, BCConfig(**ORACLE))
     result.validate(bc.meta)
     seeds = [100 + ep for ep in range(ORACLE["eval_episodes"])]

@@ -122,30 +122,12 @@ def test_seeding_fixed_cube_and_scripted_expert(reach_env):
 # ------------------------------------------------------------------------------------ learning (oracle)
 def test_bc_on_state_oracle_learns_reach_cube(tmp_path, counting_encoder, one_thread):
     """TriFinger's loop (scripted demos -> [state, ft_pos] -> 2000-2000 MLP, AdamW) on the 12-d state."""
-    from bench.context import EvalContext
-    from bench.features import FeatureCache
-    from tasks import get_task
     from tasks.robot.trifinger_bc import TriFingerBC, TriFingerConfig
+    from tests.robot_oracle import oracle_ctx, oracle_task
 
-    class Oracle(TriFingerBC):
-        needs_pixels = False
-
-        def embedding_name(self, ctx):
-            return "oracle-state"
-
-        def observe(self, env):
-            return env.state()
-
-        def demo_observations(self, demo):
-            return demo["states"]
-
-        def embed_observations(self, ctx, obs):
-            return np.asarray(obs, dtype=np.float32)
-
-    base = get_task("cortexbench-trifinger-reach-cube")
-    bc = Oracle(base.meta, **base.options)
-    ctx = EvalContext(counting_encoder, torch.device("cpu"), 0, FeatureCache(tmp_path / "cache" / "features"),
-                      state_root=tmp_path / "state")
+    bc = oracle_task("cortexbench-trifinger-reach-cube")
+    assert isinstance(bc, TriFingerBC)
+    ctx = oracle_ctx(tmp_path, counting_encoder)
     cfg = TriFingerConfig(demos=10, eval_episodes=6, epochs=20, eval_every=5, seeds=(100,))
     result = bc.run(ctx, cfg)
     result.validate(bc.meta)
@@ -194,3 +176,32 @@ def test_move_cube_blocked_and_suites_planned():
     assert task_meta("cortexbench-average").paper_task == "cortexbench-average"
     assert get_task("cortexbench-trifinger").members == ("cortexbench-trifinger-reach-cube",
                                                          "cortexbench-trifinger-move-cube")
+
+
+# ------------------------------------------------------------------------------------------ end to end
+@pytest.mark.slow
+def test_bench_run_reach_cube_end_to_end(capsys):
+    """Pixels through the real path: camera60 renders -> vit-tiny CLS (270 -> 256 -> 224) -> TriFinger loop."""
+    import json
+    import os
+    from pathlib import Path
+
+    from bench.cli import main
+    from bench.store import read_results
+
+    name = "cortexbench-trifinger-reach-cube"
+    argv = ["run", "--encoder", "vit-tiny", "--tasks", name, "--no-progress"]
+    for s in ("demos=2", "eval_episodes=2", "epochs=2", "seeds=[100]"):
+        argv += ["--set", f"{name}.{s}"]
+    assert main(argv) == 0, capsys.readouterr()
+    rows = read_results().query(f"task == '{name}'")
+    success = rows[rows.metric == "success"]
+    assert len(success) == 1 and 0.0 <= float(success.value.iloc[0]) <= 100.0
+    home = Path(os.environ["BENCH_HOME"])
+    per_seed = json.loads(next(home.rglob("reach-cube/seed100/result.json")).read_text())
+    assert set(per_seed) == {"success", "best_epoch", "expert"} and per_seed["expert"] >= 80.0
+    saved = __import__("torch").load(next(home.rglob("reach-cube/seed100/train.pt")), weights_only=False)
+    assert [e for e, _ in saved["evals"]] == [-1, 1]  # before training, then the last epoch
+    emb = next(home.rglob("*embeddings/*vit-tiny*.npz"))
+    with np.load(emb) as z:
+        assert z["emb0"].shape == (5, 192)  # five camera60 frames per reach demo, vit-tiny CLS
