@@ -36,6 +36,21 @@ class ChildRequest:
     cache_root: str
     cache_dtype: str = "fp16"
     env: dict[str, str] = field(default_factory=dict)
+    record_root: str | None = None  # record-file mode (sweep jobs): the run is the folder record_root/run_id
+
+
+def _open_run(request: ChildRequest):
+    """The parent's run, reopened here: an MLflow run, or in record-file mode the same run folder, so
+    the task's curves, params and files are kept either way (the sweep driver records the folder)."""
+    if not request.run_id:
+        return None
+    if request.record_root:
+        from runners.sweep.records import FileRunHandle
+
+        return FileRunHandle(Path(request.record_root), request.run_id)
+    from bench.tracking import RunHandle, _client
+
+    return RunHandle(_client(), request.run_id)
 
 
 def _child(request: ChildRequest, queue) -> None:
@@ -55,11 +70,7 @@ def _child(request: ChildRequest, queue) -> None:
             importlib.import_module(request.register_module)
         seed_everything(request.seed)
         encoder = load_encoder(request.encoder, request.weights, seed=request.seed)
-        run = None
-        if request.run_id:
-            from bench.tracking import RunHandle, _client
-
-            run = RunHandle(_client(), request.run_id)
+        run = _open_run(request)
         ctx = EvalContext(encoder, torch.device(request.device), request.seed, FeatureCache(
             request.cache_root, dtype=torch.float32 if request.cache_dtype == "fp32" else torch.float16),
                           root=Path(request.root) if request.root else None, batch_size=request.batch_size,

@@ -245,7 +245,8 @@ class Executor:
             seed=self.cfg.seed, root=str(root) if root else None, device=str(self.device),
             batch_size=self.cfg.batch_size, num_workers=self.workers, progress=self.cfg.progress, run_id=run.run_id,
             artifacts_dir=str(artifacts), state_root=str(self.state_root(task, encoder)),
-            cache_root=str(self.cache.root), cache_dtype=self.cfg.cache_dtype, env={k: v for k, v in os.environ.items() if k.startswith("BENCH_")})
+            cache_root=str(self.cache.root), cache_dtype=self.cfg.cache_dtype, env={k: v for k, v in os.environ.items() if k.startswith("BENCH_")},
+            record_root=getattr(run, "record_root", None))  # sweep record-file mode: the child logs into the folder
         return run_in_child(request)
 
     # ------------------------------------------------------------------------ aggregates

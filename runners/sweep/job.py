@@ -50,10 +50,6 @@ def _executor_class():
                 known = {(r := ResultRecord.from_dict(d)).identity_hash: r for d in json.loads(stored.read_text())}
             return {**known, **file_records(self.sweep)}
 
-        def run_child(self, task, encoder, root, run, artifacts):
-            from types import SimpleNamespace
-
-            return super().run_child(task, encoder, root, SimpleNamespace(run_id=""), artifacts)
 
     return FileExecutor
 

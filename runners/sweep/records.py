@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,10 +31,17 @@ class _Client:
         shutil.copytree(local_dir, self.root / run_id / "artifacts", dirs_exist_ok=True)
 
 
+HISTORY = "metric_history.jsonl"  # every log_metrics call (curves with their steps), replayed on ingest
+
+
 class FileRunHandle:
+    """A run as files. `record_root` tells a task's own process (runners/child.py) to log into the
+    same folder, so its curves, params and files reach MLflow through the driver like the parent's."""
+
     def __init__(self, root: Path, run_id: str):
-        self.root, self.run_id, self.client = root, run_id, _Client(root)
-        self.dir = root / run_id
+        self.root, self.run_id, self.client = Path(root), run_id, _Client(Path(root))
+        self.dir = self.root / run_id
+        self.record_root = str(self.root)
 
     def _merge(self, name: str, values: dict[str, Any]) -> None:
         path = self.dir / name
@@ -44,7 +52,12 @@ class FileRunHandle:
         self._merge("params.json", {k: str(v) for k, v in params.items() if v is not None})
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self._merge("metrics.json", {k: float(v) for k, v in metrics.items()})
+        values = {k: float(v) for k, v in metrics.items()}
+        ts = int(time.time() * 1000)
+        with open(self.dir / HISTORY, "a", encoding="utf-8") as f:  # one line per call: a kill loses no earlier step
+            f.write("".join(json.dumps({"key": k, "value": v, "step": int(step or 0), "timestamp": ts}) + "\n"
+                            for k, v in values.items()))
+        self._merge("metrics.json", values)
 
     def set_tags(self, **tags: Any) -> None:
         self._merge("tags.json", {k: str(v) for k, v in tags.items()})
@@ -141,10 +154,7 @@ def ingest(sweep: Path, out=None) -> tuple[int, int]:
                     (handle.client.log_artifacts(handle.run_id, str(item), item.name) if item.is_dir()
                      else handle.client.log_artifact(handle.run_id, str(item)))
             Tracker.record(handle, record)
-            metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
-            extra = {k: v for k, v in metrics.items() if k not in record.metrics}
-            if extra:
-                handle.log_metrics(extra)
+            replay_metrics(handle, run, set(record.metrics))
         write_json(run / INGESTED, {"run_id": record.run_id})
         stored.add(record.identity_hash)
         new += 1
@@ -152,6 +162,28 @@ def ingest(sweep: Path, out=None) -> tuple[int, int]:
             print(f"[sweep] recorded {record.encoder_label or record.encoder} / {record.task} seed {record.seed} "
                   f"(run {record.run_id[:8]})", file=out, flush=True)
     return new, dup
+
+
+def replay_metrics(handle, run: Path, skip: set[str]) -> int:
+    """Log a run folder's metric history into MLflow with its steps and times (curves per epoch from
+    the task or its own process); results (`skip`) are the record's. Returns the points logged."""
+    from mlflow.entities import Metric as MlMetric
+
+    points: list[MlMetric] = []
+    history = run / HISTORY
+    if history.exists():
+        for line in history.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                d = json.loads(line)
+                if d["key"] not in skip:
+                    points.append(MlMetric(d["key"], float(d["value"]), int(d["timestamp"]), int(d["step"])))
+    elif (run / "metrics.json").exists():  # a folder written before the history existed: last values only
+        ts = int(time.time() * 1000)
+        points = [MlMetric(k, float(v), ts, 0) for k, v in json.loads((run / "metrics.json").read_text()).items()
+                  if k not in skip]
+    for i in range(0, len(points), 1000):  # MLflow's log_batch limit
+        handle.client.log_batch(handle.run_id, metrics=points[i:i + 1000])
+    return len(points)
 
 
 def _sweep_parent(tracker, sweep: Path) -> str:
@@ -168,4 +200,5 @@ def _sweep_parent(tracker, sweep: Path) -> str:
     return run.info.run_id
 
 
-__all__ = ["FileRunHandle", "FileTracker", "file_records", "finished_runs", "ingest", "read_record"]
+__all__ = ["FileRunHandle", "FileTracker", "HISTORY", "file_records", "finished_runs", "ingest", "read_record",
+           "replay_metrics"]
