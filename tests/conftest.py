@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -13,6 +15,28 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from bench.encoders.base import BlockOutput, Encoder, EncoderOutput, Preprocess  # noqa: E402
+
+
+# The fewest SpatialBoost training steps that still run all three stages on the tiny recipe
+# (tests that need a `vit-tiny+sb` checkpoint, not a good one: diagnostics, sweeps, sb-train jobs).
+SB_FAST = ["max_length=384", "eval_samples=0", "threads=1", "train_resolution=64", "answer_views=1",
+           "stage1.max_steps=1", "stage2.max_steps=1", "stage1.micro_batch=4", "stage1.global_batch=4",
+           "stage2.micro_batch=4", "stage2.global_batch=4",
+           "stage3.micro_batch=2", "stage3.global_batch=2", "stage3.max_steps=4", "stage3.lr=1e-3"]
+
+
+@contextmanager
+def module_home(tmp_path_factory, name: str, **env: str) -> Iterator[Path]:
+    """A BENCH_HOME shared by the tests of one module (a module-scoped `shared_home` fixture yields
+    it; `isolated_home` then leaves them alone): no tracking server, no BENCH_DATA, `env` set."""
+    home = tmp_path_factory.mktemp(name)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BENCH_HOME", str(home))
+        for key, value in env.items():
+            mp.setenv(key, value)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("BENCH_DATA", raising=False)
+        yield home
 
 
 @pytest.fixture(autouse=True)

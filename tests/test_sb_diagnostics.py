@@ -11,21 +11,16 @@ import json
 
 import pytest
 
+from tests.conftest import SB_FAST, module_home
+
 pytestmark = pytest.mark.slow
 
-FAST = ["max_length=384", "eval_samples=0", "threads=1", "train_resolution=64", "answer_views=1",
-        "stage1.max_steps=1", "stage2.max_steps=1", "stage1.micro_batch=4", "stage1.global_batch=4",
-        "stage2.micro_batch=4", "stage2.global_batch=4",
-        "stage3.micro_batch=2", "stage3.global_batch=2", "stage3.max_steps=4", "stage3.lr=1e-3"]
+FAST = SB_FAST
 
 
 @pytest.fixture(scope="module")
 def shared_home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("sb_diag_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BENCH_HOME", str(home))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.delenv("BENCH_DATA", raising=False)
+    with module_home(tmp_path_factory, "sb_diag_home") as home:
         yield home
 
 

@@ -12,6 +12,8 @@ import shutil
 import pytest
 import torch
 
+from tests.conftest import module_home
+
 pytestmark = pytest.mark.slow
 
 FAST = ["max_length=512", "eval_samples=8", "threads=1",
@@ -21,11 +23,7 @@ FAST = ["max_length=512", "eval_samples=8", "threads=1",
 
 @pytest.fixture(scope="module")
 def shared_home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("sb_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BENCH_HOME", str(home))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.delenv("BENCH_DATA", raising=False)
+    with module_home(tmp_path_factory, "sb_home") as home:
         yield home
 
 
