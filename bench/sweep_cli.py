@@ -76,6 +76,12 @@ def cmd_sb_train(args) -> int:
 
     argv = [a for a in args.train_args if a != "--"]
     folder = bench_home() / "sweeps" / "sb-train"
+    if args.dry_run:
+        from runners.sweep.slurm import sb_train_submission_text
+
+        print(f"python -m bench.spatialboost.train {' '.join(argv)}  (on every task, torchrun env from SLURM)")
+        print(sb_train_submission_text(folder, args.nodes, _slurm_options(args)))
+        return 0
     job = submit_sb_training(folder, argv, args.nodes, _slurm_options(args), cluster=args.executor)
     print(f"submitted SpatialBoost training job {job.job_id} ({args.nodes} node(s) x {args.gpus_per_node} GPU(s)); "
           f"logs: {folder / 'slurm'}")
@@ -128,6 +134,7 @@ def add_subcommands(subparsers) -> None:
     tr = sub.add_parser("sb-train", help="multi-node SpatialBoost training as one SLURM job (torchrun env, FSDP)")
     tr.add_argument("--nodes", type=int, default=1)
     tr.add_argument("--executor", choices=["slurm", "debug"], default="slurm")
+    tr.add_argument("--dry-run", action="store_true", help="print the sbatch file and stop")
     _slurm_flags(tr)
     tr.add_argument("train_args", nargs="*", help="after --: the arguments of `bench sb train`")
     tr.set_defaults(sub_fn=cmd_sb_train)

@@ -22,9 +22,13 @@ from leaderboard.render import (esc_html, esc_latex, esc_md, render, render_html
                                 render_text)
 
 INTERVAL_METHOD = ("95% intervals: percentile bootstrap over test items (2000 resamples, seed 0; per-item "
-                   "scores stored with each run), Student-t over seeds where a run stored none (robot: "
-                   "protocol seeds); +sb deltas: paired bootstrap on the same test items (paired t over "
-                   "common seeds without items). A value without [..] had neither.")
+                   "scores stored with each run): accuracy per test image, AP and precision@k per query, "
+                   "per-image depth errors, per-image pixel counts for mIoU / mAcc / aAcc (ratios of sums) "
+                   "and (hit, label) rows for mean per-class accuracy; a corpus-level metric is recomputed on "
+                   "every resample (the Met's GAP re-ranks the resampled queries). Student-t over seeds where "
+                   "a run stored none (robot: its protocol seeds; a suite average: its members' per-seed "
+                   "scores averaged seed by seed); +sb deltas: paired bootstrap on the same test items "
+                   "(paired t over common seeds without items). A value without [..] had neither.")
 
 
 def load_records(all_runs: bool = False):

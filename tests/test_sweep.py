@@ -2,7 +2,9 @@
 with one record per identity, `bench sweep status`; the SLURM path without a cluster: the generated
 sbatch file (array size, parallelism cap, resources, requeue signal) and the job function run
 in-process by submitit's debug executor. Tiny synthetic preset; the +sb checkpoint is trained once
-with a few-step recipe (the same FAST settings as tests/test_sb_diagnostics.py)."""
+with a few-step recipe (tests.conftest.SB_FAST). Multi-node SpatialBoost training: its sbatch file
+(nodes, a task per GPU, requeue signal, no array) and one job run by the debug executor through the
+real trainer (stage 1), with the torchrun variables exported from the job environment."""
 from __future__ import annotations
 
 import json
@@ -17,27 +19,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SB_FAST, module_home
+
 REPO = Path(__file__).resolve().parents[1]
-FAST = ["max_length=384", "eval_samples=0", "threads=1", "train_resolution=64", "answer_views=1",
-        "stage1.max_steps=1", "stage2.max_steps=1", "stage1.micro_batch=4", "stage1.global_batch=4",
-        "stage2.micro_batch=4", "stage2.global_batch=4",
-        "stage3.micro_batch=2", "stage3.global_batch=2", "stage3.max_steps=4", "stage3.lr=1e-3"]
 ARGS = ["sweep", "--executor", "local", "--encoder", "vit-tiny,vit-tiny+sb", "--tasks", "synth-cls-knn,synth-retrieval",
         "--seeds", "0,1", "--jobs", "2", "--synth-preset", "tiny", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
 def shared_home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("sweep_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BENCH_HOME", str(home))
-        mp.setenv("BENCH_SYNTH_PRESET", "tiny")
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.delenv("BENCH_DATA", raising=False)
+    with module_home(tmp_path_factory, "sweep_home", BENCH_SYNTH_PRESET="tiny") as home:
         from bench.spatialboost.config import resolve_config
         from bench.spatialboost.train import train
 
-        train(resolve_config(FAST, encoder="vit-tiny", preset="tiny", progress=False))
+        train(resolve_config(SB_FAST, encoder="vit-tiny", preset="tiny", progress=False))
         yield home
 
 
@@ -148,3 +143,28 @@ def test_job_function_runs_through_submitits_debug_executor(shared_home, capsys)
     assert outcome.failed == [] and outcome.recorded == 1
     assert len(_per_identity()) == before + 1
     assert json.loads((outcome.folder / "slurm_jobs.json").read_text())  # submitit's job ids
+
+
+def test_multinode_sb_training_submission_and_a_debug_job_through_the_trainer(tmp_path, capsys):
+    pytest.importorskip("submitit")
+    from runners.sweep.slurm import SBTrainJob, SlurmOptions, sb_train_submission_text, submit_sb_training
+
+    opts = SlurmOptions(partition="gpu", gpus_per_node=8, timeout_min=1440, max_requeue=3)
+    text = sb_train_submission_text(tmp_path, 2, opts)
+    assert "#SBATCH --nodes=2" in text and "#SBATCH --ntasks-per-node=8" in text  # one rank per GPU
+    assert "#SBATCH --gpus-per-node=8" in text and "#SBATCH --partition=gpu" in text and "--array" not in text
+    assert re.search(r"#SBATCH --signal=USR\d@120", text) and "srun" in text  # srun starts one task per rank
+    again = SBTrainJob().checkpoint(["--stage", "3"])  # requeued: the trainer resumes from its stage files
+    assert isinstance(again.function, SBTrainJob) and again.args == (["--stage", "3"],)
+
+    argv = ["--encoder", "vit-tiny", "--preset", "tiny", "--stage", "1", "--no-progress", "--no-track",
+            "--name", "vit-tiny+sb-job"] + [a for s in SB_FAST for a in ("--set", s)]
+    before = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "LOCAL_RANK")}
+    job = submit_sb_training(tmp_path / "sweeps" / "sb-train", argv, 1, SlurmOptions(), cluster="debug")
+    assert job.result() == 0
+    out = capsys.readouterr().out
+    assert re.search(r"rank 0/1 \(local 0\) master \S+:\d+", out)  # the torchrun env, from the job environment
+    ckpt = Path(os.environ["BENCH_HOME"]) / "checkpoints" / "vit-tiny+sb-job"
+    assert (ckpt / "stage1.safetensors").stat().st_size > 0 and str(ckpt / "stage1.safetensors") in out
+    assert json.loads((ckpt / "train_log.json").read_text())["world_size"] == 1
+    assert {k: os.environ.get(k) for k in before} == before  # nothing leaks into this process

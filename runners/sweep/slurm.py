@@ -133,11 +133,27 @@ class SBTrainJob:
         return submitit.helpers.DelayedSubmission(SBTrainJob(), argv)
 
 
+def sb_train_parameters(nodes: int, opts: SlurmOptions) -> dict[str, Any]:
+    """One job of `nodes` nodes with one task per GPU (torchrun's layout: a rank per GPU)."""
+    return {"nodes": nodes, "ntasks_per_node": opts.gpus_per_node, "gpus_per_node": opts.gpus_per_node}
+
+
+def sb_train_submission_text(folder: Path, nodes: int, opts: SlurmOptions) -> str:
+    """The sbatch file of a multi-node training job (shown by `bench sweep sb-train --dry-run`)."""
+    from submitit.slurm import slurm
+
+    inner = preview_executor(folder, opts, "bench-sb-train")
+    inner.update_parameters(**sb_train_parameters(nodes, opts))
+    params = {k: v for k, v in inner.parameters.items() if k != "array_parallelism"}  # one job, no array
+    return slurm._make_sbatch_string(command=inner._submitit_command_str, folder=inner.folder, **params)
+
+
 def submit_sb_training(folder: Path, argv: list[str], nodes: int, opts: SlurmOptions, cluster: str = "slurm"):
     executor = make_executor(folder, opts, cluster, name="bench-sb-train")
     if cluster == "slurm":
-        executor.update_parameters(nodes=nodes, ntasks_per_node=opts.gpus_per_node, gpus_per_node=opts.gpus_per_node)
+        executor.update_parameters(**sb_train_parameters(nodes, opts))
     return executor.submit(SBTrainJob(), list(argv))
 
 
-__all__ = ["SBTrainJob", "SlurmOptions", "make_executor", "preview_executor", "submission_text", "submit_array", "submit_sb_training"]
+__all__ = ["SBTrainJob", "SlurmOptions", "make_executor", "preview_executor", "sb_train_parameters",
+           "sb_train_submission_text", "submission_text", "submit_array", "submit_sb_training"]
