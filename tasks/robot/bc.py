@@ -64,7 +64,7 @@ class CortexBenchBC(RolloutTask):
         self._eval_envs: list = []
         c = self._counts
         ctx.log_params(**{"bc.demos": c.demos, "bc.eval_episodes": c.eval_episodes, "bc.epochs": c.epochs,
-                          "bc.eval_epochs": ",".join(map(str, eval_epochs(c.epochs, c.eval_every))),
+                          "bc.eval_epochs": ",".join(map(str, sorted(self.eval_schedule(c)))),
                           "bc.seeds": ",".join(map(str, c.seeds)), "render.shadowsize": self._shadowsize,
                           "render.size": cfg.image_size, "render.reflection": cfg.reflection, "render.gl": (select_gl_backend() if self.mujoco_render else "pybullet-tinyrenderer") if self.needs_pixels else "none", "bc.embedding": self.embedding_name(ctx)})
         try:

@@ -107,7 +107,8 @@ class CortexBenchDemos:
         if self.expert == "trifinger" and importlib.util.find_spec("trifinger_simulation") is None:
             return Path("trifinger_simulation"), f"the TriFinger simulator is not installed: {TRIFINGER_INSTALL}"
         if self.expert == "none":
-            return Path(f"{self.suite}/{self.env}"), NO_EXPERT.get(f"{self.suite}-{self.env}", "no expert")
+            return (Path(f"tasks/robot/{self.suite}.py (no {self.env} demonstrator)"),
+                    NO_EXPERT.get(f"{self.suite}-{self.env}", "no expert"))
         return None
 
     def status(self, preset: str | None = None) -> tuple[bool, str]:
