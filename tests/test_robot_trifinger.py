@@ -112,6 +112,10 @@ def test_seeding_fixed_cube_and_scripted_expert(reach_env):
     np.testing.assert_allclose(np.asarray(env.cube.get_state()[0]), env.cube_pos, atol=1e-9)  # fixed: not pushed
     with pytest.raises(RuntimeError, match="horizon"):
         env.step(np.zeros(3))
+    with pytest.raises(ValueError, match="did you mean reach-cube"):
+        TriFingerEnv("reach-cub")
+    with pytest.raises(NotImplementedError, match="move-cube"):
+        TriFingerEnv("move-cube")
     env.reset(7)
     zero = env.score([env.step(np.zeros(3)) for _ in range(env.horizon)])
     print(f"TRIFINGER expert reach scores {scores}, zero action {zero:.1f}, cube {cube}")

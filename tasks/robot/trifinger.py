@@ -62,7 +62,11 @@ PORTED = ("reach-cube",)
 def canonical_name(name: str) -> str:
     n = name.strip().lower().removeprefix("cortexbench-trifinger-").replace("_", "-")
     if n not in SPECS:
-        raise ValueError(f"unknown TriFinger task {name!r} ({', '.join(SPECS)})")
+        import difflib
+
+        near = difflib.get_close_matches(n, SPECS, n=2, cutoff=0.4)
+        raise ValueError(f"unknown TriFinger task {name!r} ({', '.join(SPECS)})"
+                         + (f"; did you mean {', '.join(near)}?" if near else ""))
     return n
 
 
