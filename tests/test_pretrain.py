@@ -48,6 +48,11 @@ def test_cosine_schedule_and_ema():
     assert a.weight.item() == pytest.approx(1.5)
 
 
+def test_unknown_objective_is_refused_with_suggestions():
+    with pytest.raises(ValueError, match="simclr\\+mae"):
+        TEST_RECIPE.with_overrides(objective="simclr+ma")
+
+
 def test_crops_are_inside_each_image():
     from bench.pretrain.data import MultiCrop, _boxes
 
@@ -99,6 +104,9 @@ def test_pretraining_learns_and_resumes_to_the_same_weights(synth_tiny, tmp_path
         assert last["teacher_batch_entropy"] > 1.0
     if "positive_cosine" in last:  # simclr: positives closer than the rest of the batch
         assert last["positive_cosine"] > last["negative_cosine"]
+    if TEST_RECIPE.objective == "simclr+mae":  # the reconstruction term is trained too, and falls
+        rec = [h["mae_loss"] for h in log["history"]]
+        assert sum(rec[-4:]) < sum(rec[:4])
     assert tr.read_metadata(ref)["recipe_hash"] == TEST_RECIPE.hash()
 
     calls = {"n": 0}

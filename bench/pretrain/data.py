@@ -138,7 +138,7 @@ class MultiCrop:
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         if not colour:
             return (x - self.mean) / self.std
-        jit = (torch.rand(n) < 0.8)[:, None, None, None]
+        jit = (torch.rand(n) < self.r.jitter_p)[:, None, None, None]
         bright = torch.empty(n, 1, 1, 1).uniform_(0.6, 1.4)
         contrast = torch.empty(n, 1, 1, 1).uniform_(0.6, 1.4)
         sat = torch.empty(n, 1, 1, 1).uniform_(0.8, 1.2)
@@ -146,7 +146,7 @@ class MultiCrop:
         y = ((y - _gray(y).mean((2, 3), keepdim=True)) * contrast + _gray(y).mean((2, 3), keepdim=True)).clamp(0, 1)
         y = ((y - _gray(y)) * sat + _gray(y)).clamp(0, 1)
         x = torch.where(jit, y, x)
-        gray = (torch.rand(n) < 0.2)[:, None, None, None]
+        gray = (torch.rand(n) < self.r.gray_p)[:, None, None, None]
         x = torch.where(gray, _gray(x).expand_as(x), x)
         x = _blur(x, torch.rand(n) < p_blur)
         if p_solarize:

@@ -27,9 +27,10 @@ from bench.seeding import seeded
 
 
 class Backbone(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module, head: DINOHead):
+    def __init__(self, model: torch.nn.Module, head: torch.nn.Module, decoder: torch.nn.Module | None = None):
         super().__init__()
         self.model, self.head = model, head
+        self.decoder = decoder  # simclr+mae: the MAE decoder beside the projection head
 
     def forward(self, crops: list[torch.Tensor]) -> torch.Tensor:
         """Crops of equal size go through the ViT together (DINO's MultiCropWrapper)."""
@@ -69,7 +70,9 @@ def _build(r: PretrainRecipe):
         head = (DINOHead(model.embed_dim, r.out_dim, r.hidden_dim, r.bottleneck_dim) if r.objective == "dino" else
                 MAEDecoder(model.embed_dim, r.dec_dim, r.dec_depth, model.patch_embed.patch_size[0])
                 if r.objective == "mae" else ProjectionHead(model.embed_dim, r.hidden_dim, r.bottleneck_dim))
-    student = Backbone(model, head)
+        decoder = (MAEDecoder(model.embed_dim, r.dec_dim, r.dec_depth, model.patch_embed.patch_size[0])
+                   if r.objective == "simclr+mae" else None)
+    student = Backbone(model, head, decoder)
     if r.objective != "dino":
         return student, None
     teacher = copy.deepcopy(student)
@@ -150,10 +153,17 @@ def _loop(r: PretrainRecipe, root: Path, files: list[Path], dhash: str, out: Pat
             tokens, keep, n = encode_visible(student.model, crops[0], r.mask_ratio)
             loss = mae_loss(student.head(tokens, keep, n, grid_of(crops[0], p)), crops[0], keep, p)
             monitor = {}
-        else:  # SimCLR on the two global crops
+        else:  # SimCLR on the two global crops (+ MAE on a third view: the patch tokens dense probes read)
             z1, z2 = student(crops[:2]).chunk(2)
             monitor = alignment_stats(z1, z2)
             loss = nt_xent(z1, z2, r.temperature)
+            if student.decoder is not None:
+                image = augment.plain(canvas[idx], sizes[idx])
+                p = student.model.patch_embed.patch_size[0]
+                tokens, keep, n = encode_visible(student.model, image, r.mask_ratio)
+                reconstruction = mae_loss(student.decoder(tokens, keep, n, grid_of(image, p)), image, keep, p)
+                monitor["mae_loss"] = float(reconstruction.detach())
+                loss = loss + r.mae_weight * reconstruction
         if not torch.isfinite(loss):
             raise FloatingPointError(f"pretraining loss is {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
