@@ -45,9 +45,12 @@ def ensure_stage2(encoder, preset: str = "tiny", train_missing: bool = True, pro
     base = _base_name(encoder)
     how = (f"train it with `bench sb train --encoder {base} --stage 1` then `--stage 2` (or `--stage all`, which "
            f"also makes {base}+sb)")
-    # only the offline case trains here: a random-init base with the toy LLM (a minute); a pretrained
-    # encoder needs a pretrained LLM and its own training run (hours), started on purpose
-    if not train_missing or getattr(encoder, "sb_metadata", None) is not None or not encoder.random_init:
+    # only the offline case trains here: a random-init or self-pretrained (made here) base with the toy LLM
+    # (a minute); a downloaded encoder needs a pretrained LLM and its own training run (hours), started on purpose
+    from bench.encoders import self_pretrainer
+
+    offline = encoder.random_init or self_pretrainer(base) is not None
+    if not train_missing or getattr(encoder, "sb_metadata", None) is not None or not offline:
         raise NotTrainedError(f"no VLM for {encoder.name}: {path} (projector + LLM after stage 2) does not exist; {how}")
     from bench.spatialboost.config import resolve_config
     from bench.spatialboost.train import train
