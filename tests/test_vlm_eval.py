@@ -304,4 +304,5 @@ def test_headline_item_scores_reproduce_the_metric():
     sp = [VQAItem("1", "q", "2 m", category="distance_data"), VQAItem("2", "q", "Yes.", category="tall_predicate")]
     metrics, _, rows = score("spatialrgpt", sp, ["2 m", "No"])
     assert headline_items("spatialrgpt", VLMEvalConfig(), sp, rows, metrics)["accuracy"].value() == 100.0
-    assert headline_items("spatialrgpt", VLMEvalConfig(headline="mean"), sp, rows, metrics) == {}
+    metrics, _, rows = score("spatialrgpt", sp, ["2 m", "No"], headline="mean")  # (100 + 0) / 2, per group
+    assert headline_items("spatialrgpt", VLMEvalConfig(headline="mean"), sp, rows, metrics)["accuracy"].value() == 50.0

@@ -123,22 +123,33 @@ def run_on(kind: str, vlm, items, cfg: VLMEvalConfig, ctx: Any) -> TaskResult:
 
 
 def headline_items(kind: str, cfg: VLMEvalConfig, items, rows: list[dict], metrics: dict) -> dict:
-    """Per-item scores of the headline (reports bootstrap intervals over them): correctness x 100 per
-    item, per question (all rotations) for MMBench, VQA accuracy for VQAv2; none for sums (MME) and
-    for SpatialRGPT's `mean` headline (not a mean over items)."""
+    """Per-item scores of the metrics (reports bootstrap intervals over them), in the benchmark's own
+    unit of resampling: correctness x 100 per question for accuracies (per question over all its
+    rotations for MMBench, VQA accuracy for VQAv2); for SpatialRGPT's `mean` headline, (correct,
+    qualitative or quantitative) per question, so each resample recomputes both micro-averages;
+    for MME, one row per image (`mme_items`: acc+ pairs an image's two questions)."""
     import numpy as np
 
     from bench.task import ItemScores
     from bench.vlm.spatial_scoring import QUALITATIVE, QUANTITATIVE
 
-    if kind == "mme" or "accuracy" not in metrics:
+    if kind == "mme":
+        return mme_items(items, rows, metrics)
+    if "accuracy" not in metrics:
         return {}
+    out = {}
     if kind == "spatialrgpt":
-        if cfg.headline == "mean":
-            return {}
-        cats = QUANTITATIVE if cfg.headline == "quantitative" else QUALITATIVE
-        values = [float(r["correct"]) for r, it in zip(rows, items) if it.category in cats]
-    elif kind == "mmbench":
+        def hits(cats) -> np.ndarray:
+            return np.asarray([float(r["correct"]) for r, it in zip(rows, items) if it.category in cats])
+
+        out = {name: ItemScores(hits(cats), "mean", 100.0) for name, cats in
+               (("qualitative", QUALITATIVE), ("quantitative", QUANTITATIVE)) if name in metrics}
+        if cfg.headline == "mean":  # (qualitative + quantitative) / 2 = the mean of the two groups' means
+            both = [(float(r["correct"]), float(it.category in QUANTITATIVE)) for r, it in zip(rows, items)
+                    if it.category in QUALITATIVE or it.category in QUANTITATIVE]
+            return {**out, "accuracy": ItemScores(np.asarray(both, dtype=np.float64), "mean_per_class", 100.0)}
+        return {**out, "accuracy": out[cfg.headline]}
+    if kind == "mmbench":
         groups: dict[int, bool] = {}
         for r, it in zip(rows, items):
             q = it.extra["index"] % 1_000_000
@@ -151,4 +162,35 @@ def headline_items(kind: str, cfg: VLMEvalConfig, items, rows: list[dict], metri
     return {"accuracy": ItemScores(np.asarray(values, dtype=np.float64), "mean", 100.0)}
 
 
-__all__ = ["DEFAULT_SPLIT", "VLMBenchmark", "VLMEvalConfig", "run_on"]
+def mme_items(items, rows: list[dict], metrics: dict) -> dict:
+    """MME's sums as per-image rows: (acc + acc+ of the image, subtask). An image's acc is the mean of
+    its two answers' correctness and its acc+ whether both are right, so a subtask's acc + acc+ is
+    the mean of its rows and a sum over K subtasks is 100 K x the mean over subtasks of their row
+    means (`mean_per_class`, scale 100 K). Resampling images keeps each image's pair together; a
+    resample that misses a subtask counts the mean of the others for it (MME's smallest perception
+    subtask has 20 of 1,187 images: about e^-20 of resamples)."""
+    import numpy as np
+
+    from bench.task import ItemScores
+    from bench.vlm.vqa_metrics import COGNITION, PERCEPTION
+
+    per_image: dict[tuple[str, str], list[bool]] = {}
+    for r, it in zip(rows, items):
+        per_image.setdefault((it.category, it.extra["image_id"]), []).append(bool(r["correct"]))
+    known = set(PERCEPTION) | set(COGNITION)
+    present = sorted({sub for sub, _ in per_image})
+    sets = {"perception": [s for s in present if s in PERCEPTION], "cognition": [s for s in present if s in COGNITION],
+            "other": [s for s in present if s not in known]}
+    sets["score"] = sets["perception"] or sets["other"]  # as `mme_scores`: perception, else the unofficial ones
+    out = {}
+    for name, subs in sets.items():
+        if not subs or name not in metrics:
+            continue
+        label = {s: i for i, s in enumerate(subs)}
+        values = [(sum(v) / len(v) + float(all(v)), label[sub]) for (sub, _), v in sorted(per_image.items())
+                  if sub in label]
+        out[name] = ItemScores(np.asarray(values, dtype=np.float64), "mean_per_class", 100.0 * len(subs))
+    return out
+
+
+__all__ = ["DEFAULT_SPLIT", "VLMBenchmark", "VLMEvalConfig", "headline_items", "mme_items", "run_on"]
