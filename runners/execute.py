@@ -251,34 +251,46 @@ class Executor:
 
     # ------------------------------------------------------------------------ aggregates
     def run_aggregate(self, tracker: Tracker, parent: RunHandle, agg: TaskPlan, encoder: str) -> ResultRecord | None:
-        from tasks import get_task
+        """The aggregate of `encoder`'s member results of this run's configs (`runners.aggregates`:
+        its identity is theirs); reused when the store has it over the same member runs."""
+        from bench.store import read_records
+        from runners.aggregates import aggregate_hash, member_params, pick_members, same_members
+        from tasks import get_task, task_meta
 
         task = get_task(agg.name)
-        mine = [r for r in self.records if r.encoder == encoder and r.seed == self.cfg.seed and r.task in task.members]
-        values = {r.task: r.metrics[task.metric or r.headline].value for r in mine}
-        missing = [m for m in task.members if m not in values]
+        planned = {t.name: t.config_hash for t in self.plan.tasks}
+        members = pick_members(task.members, encoder, self.cfg.seed, self.records, planned,
+                               lambda names: read_records(kinds=("task",), encoders=[encoder], tasks=names))
+        missing = [m for m in task.members if m not in members]
         if missing:
-            from bench.store import read_records
-
-            for r in read_records(encoders=[encoder], tasks=missing):
-                if r.seed == self.cfg.seed and r.task not in values:
-                    values[r.task] = r.metrics[task.metric or r.headline].value
-        missing = [m for m in task.members if m not in values]
-        if missing:
-            self.say(f"[{encoder}] {agg.name}: not computed — no result yet for {', '.join(missing)}")
+            self.say(f"[{encoder}] {agg.name}: not computed — no result yet for {', '.join(missing)}"
+                     + (" under this run's config" if any(m in planned for m in missing) else ""))
             return None
+        values = {m: r.metrics[task.metric or r.headline].value for m, r in members.items()}
+        weights = ",".join(sorted({r.weights_id for r in members.values()}))
+        chash = aggregate_hash(agg.name, members)
+        label = next((r.encoder_label for r in members.values() if r.encoder_label), encoder)
+        if not self.cfg.force:
+            identity = identity_hash(encoder, weights, agg.name, agg.meta.version, chash, self.cfg.seed)
+            stored = [r for r in read_records(kinds=("aggregate",), encoders=[encoder], tasks=[agg.name])
+                      if r.identity_hash == identity and same_members(r, members)]
+            if stored:
+                self.say(f"[{label}] {agg.name}: done already (run {stored[-1].run_id[:8]}, same member runs); "
+                         "--force recomputes it")
+                return stored[-1]
         result = task.compute(values)
-        weights = {r.weights_id for r in mine}
         params = {"encoder": encoder, "task": agg.name, "group": agg.meta.group, "task_version": agg.meta.version,
-                  "seed": self.cfg.seed, "config_hash": agg.config_hash, "members": ",".join(task.members),
-                  "weights_id": ",".join(sorted(weights)), "code_version": code_version()}
+                  "seed": self.cfg.seed, "config_hash": chash, "members": ",".join(task.members),
+                  "weights_id": weights, "code_version": code_version(),
+                  **{f"protocol.{k}": v for k, v in agg.meta.notes.items()},
+                  **member_params(members, {m: task_meta(m).notes for m in members})}
         with tracker.run(f"{encoder}/{agg.name}", parent=parent, tags=meta_tags(agg.meta, "aggregate"),
                          params=params) as run:
-            record = to_record(agg.meta, result, encoder=encoder, label=next((r.encoder_label for r in mine), encoder),
-                               weights_id=",".join(sorted(weights)), seed=self.cfg.seed, config_hash=agg.config_hash,
-                               run=run, parent=parent, params=params, kind="aggregate")
+            record = to_record(agg.meta, result, encoder=encoder, label=label, weights_id=weights,
+                               seed=self.cfg.seed, config_hash=chash, run=run, parent=parent, params=params,
+                               kind="aggregate")
             Tracker.record(run, record)
-        self.say(f"[{encoder}] {agg.name}: {agg.meta.headline} = {result.metrics[agg.meta.headline]:.3f} "
+        self.say(f"[{label}] {agg.name}: {agg.meta.headline} = {result.metrics[agg.meta.headline]:.3f} "
                  f"(mean of {len(task.members)} tasks)")
         return record
 
