@@ -230,6 +230,24 @@ def miou_from_counts(counts) -> float:
     return float((inter[present] / union[present]).mean())
 
 
+def miou_all_classes(counts) -> float:
+    """Like `miou_from_counts`, but every class counts and one with no union scores 0 (Lexicon3D's
+    SemsegMeter, which averages over all 20 ScanNet classes)."""
+    arr = np.asarray(counts, dtype=float)
+    inter, union = arr[:, 0].sum(axis=0), arr[:, 1].sum(axis=0)
+    return float((inter / np.maximum(union, 1e-8)).mean())
+
+
+def bleu1_of_rows(rows) -> float:
+    """Corpus BLEU-1 as pycocoevalcap's BleuScorer (option 'closest') from per-item rows (clipped unigram
+    matches, hypothesis length, closest reference length): sums first, then precision x brevity penalty."""
+    arr = np.asarray(rows, dtype=float)
+    match, hyp, ref = arr[:, 0].sum(), arr[:, 1].sum(), arr[:, 2].sum()
+    tiny, small = 1e-15, 1e-9
+    ratio = (hyp + tiny) / (ref + small)
+    return float((match + tiny) / (hyp + small) * (math.exp(1 - 1 / ratio) if ratio < 1 else 1.0))
+
+
 def ratio_of_sums(counts) -> float:
     """sum of numerators / sum of denominators over every item and class of per-item counts shaped
     (items, 2, ...): mmseg's aAcc from per-image (correct pixels, labelled pixels) per class."""
@@ -262,6 +280,7 @@ def _nanmean(values) -> float:
 # mAcc from (correct, labelled) per-image counts; "ratio" pools all classes (aAcc).
 STATISTICS: dict[str, Callable] = {"mean": np.mean, "nanmean": _nanmean, "miou": miou_from_counts,
                                    "ratio": ratio_of_sums, "mean_per_class": mean_per_class,
+                                   "miou_all": miou_all_classes, "bleu1": bleu1_of_rows,
                                    "gap": gap_of_items, "gap_nodistractors": gap_of_items_nodistractors}
 
 

@@ -131,6 +131,32 @@ def coco_bleu(refs: dict, hyps: dict) -> list[float]:
     return [float(s) for s in score]
 
 
+def bleu1_rows(refs: dict, hyps: dict, implementation: str):
+    """Per-item (clipped unigram matches, hypothesis length, closest reference length), tokenized as the
+    `implementation` that scored the corpus did: `bench.stats.bleu1_of_rows` turns them back into its
+    BLEU-1 (so a bootstrap over questions recomputes the corpus metric on every resample)."""
+    import numpy as np
+
+    if implementation == "pycocoevalcap":
+        from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+        tok = PTBTokenizer()
+        gts = tok.tokenize({str(k): [{"caption": r} for r in refs[k]] for k in hyps})
+        res = tok.tokenize({str(k): [{"caption": h}] for k, h in hyps.items()})
+        pairs = [([r.split() for r in gts[str(k)]], res[str(k)][0].split()) for k in hyps]
+    else:
+        pairs = [([ptb_tokenize(r) for r in refs[k]], ptb_tokenize(h)) for k, h in hyps.items()]
+    rows = []
+    for rs, h in pairs:
+        maxref: Counter = Counter()
+        for r in rs:
+            for w, c in Counter(r).items():
+                maxref[w] = max(maxref[w], c)
+        match = sum(min(c, maxref[w]) for w, c in Counter(h).items())
+        rows.append((match, len(h), min((abs(len(r) - len(h)), len(r)) for r in rs)[1]))
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+
+
 def corpus_bleu(refs: dict, hyps: dict, implementation: str = "auto") -> tuple[list[float], str]:
     """(BLEU-1..4, implementation used): "pycocoevalcap" when available (auto | pycocoevalcap), else "clone"
     (this module's pure-Python copy, pinned to it); "pycocoevalcap" asked for but unavailable raises."""

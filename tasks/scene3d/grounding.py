@@ -11,7 +11,7 @@ import torch
 
 from bench.data.scannet import load_instances, object_boxes
 from bench.data.scannet_lang import read_scanrefer
-from bench.task import Task, TaskResult
+from bench.task import ItemScores, Task, TaskResult
 from heads.scene3d.grounding import MatchModule, TextTower, aabb_iou, grounding_loss
 from tasks.scene3d.config import GroundingConfig, default_config
 from tasks.scene3d.scenes import SceneSet
@@ -152,5 +152,7 @@ def evaluate(model: MatchModule, val: list[GroundScene], words, sent) -> TaskRes
     for k, v in kind.items():
         if v:
             m[f"accuracy_{k}"] = 100 * statistics.fmean(v)
+    items = {"accuracy": hits["0.5"], "acc_at_0.25": hits["0.25"], **{f"accuracy_{k}": v for k, v in kind.items() if v}}
     return TaskResult(m, {f"type:{k}": {"accuracy": 100 * statistics.fmean(v), "n": float(len(v))}
-                          for k, v in kind.items() if v})
+                          for k, v in kind.items() if v},
+                      items={k: ItemScores(np.asarray(v, dtype=np.float64), "mean", 100.0) for k, v in items.items()})

@@ -11,8 +11,8 @@ import torch
 
 from bench.data.scannet import load_instances
 from bench.data.scannet_lang import read_scanqa, read_sqa3d
-from bench.task import Task, TaskResult
-from bench.metrics.bleu import corpus_bleu
+from bench.task import ItemScores, Task, TaskResult
+from bench.metrics.bleu import bleu1_rows, corpus_bleu
 from heads.scene3d.qa import SceneQA, clean_answer, point_embeds, tiny_t5
 from tasks.scene3d.config import QAConfig, default_config
 from tasks.scene3d.scenes import SceneSet
@@ -112,7 +112,9 @@ class SceneQATask(Task):
         m = {"bleu1": 100 * scores[0], "exact_match": 100 * statistics.fmean(hyps[k] in refs[k] for k in refs),
              "majority_bleu1": 100 * corpus_bleu(refs, {k: majority for k in refs}, impl)[0][0],
              "majority_exact_match": 100 * statistics.fmean(majority in refs[k] for k in refs)}
-        return TaskResult(m)
+        items = {"bleu1": ItemScores(bleu1_rows(refs, hyps, impl), "bleu1", 100.0),
+                 "exact_match": ItemScores(np.array([float(hyps[k] in refs[k]) for k in hyps]), "mean", 100.0)}
+        return TaskResult(m, items=items)
 
     def _batch(self, tok, qs, inputs, text):
         enc = tok([text(q) for q in qs], return_tensors="pt", padding=True)

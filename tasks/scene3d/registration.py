@@ -11,7 +11,7 @@ import torch
 
 from bench.data.scannet import read_unified_pose
 from bench.data.synth.scannet3d import random_rigid
-from bench.task import Task, TaskResult
+from bench.task import ItemScores, Task, TaskResult
 from heads.scene3d.registration import (RegistrationHead, apply, farthest_point_sample, registration_loss, rmse,
                                         se3_compare)
 from tasks.scene3d.config import RegistrationConfig, default_config
@@ -135,4 +135,7 @@ class Registration3D(Task):
         mean["identity_rr"] = 100 * identity
         mean["train_rr"] = evaluate(model, train, cfg.rr_threshold_m)[0]["rr_at_0.05m"]
         mean["pairs_skipped"] = float(skip_t + skip_v)
-        return TaskResult(mean, {f"scene:{s}": r for s, r in rows.items()})
+        per_pair = {k: np.array([r[k] for r in rows.values()], dtype=np.float64) for k in ("rre_deg", "rte_m", "rmse_m")}
+        items = {**{k: ItemScores(v, "mean") for k, v in per_pair.items()},
+                 "rr_at_0.05m": ItemScores(np.array([r["success"] for r in rows.values()], dtype=np.float64), "mean", 100.0)}
+        return TaskResult(mean, {f"scene:{s}": r for s, r in rows.items()}, items=items)

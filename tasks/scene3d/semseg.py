@@ -1,11 +1,12 @@
 """scannet-3d-semseg / synth-scannet-3d-semseg: Lexicon3D's linear probe on lifted point features."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from bench.data.scannet import CLASSES_20, IGNORE
-from bench.task import Task, TaskResult
-from heads.scene3d.semseg import SemsegScene, evaluate, train_probe
+from bench.task import ItemScores, Task, TaskResult
+from heads.scene3d.semseg import NUM_CLASSES, SemsegScene, confusion, evaluate, train_probe
 from tasks.scene3d.config import SemsegConfig, default_config
 from tasks.scene3d.scenes import SceneSet
 
@@ -47,7 +48,22 @@ class Semseg3D(Task):
         base, _ = evaluate_constant(val, majority)
         metrics["majority_accuracy"] = base
         breakdown = {f"class:{CLASSES_20[c]}": {"iou": 100 * float(iou[c])} for c in range(20)}
-        return TaskResult({k: float(v) for k, v in metrics.items()}, breakdown)
+        return TaskResult({k: float(v) for k, v in metrics.items()}, breakdown, items=scene_items(model, val))
+
+
+@torch.no_grad()
+def scene_items(model, val) -> dict[str, ItemScores]:
+    """Per validation scene, per class: (true positives, union) and (true positives, labelled points), so
+    a bootstrap over scenes recomputes mIoU / mAcc over all 20 classes and the point accuracy."""
+    iou_rows, acc_rows = [], []
+    for s in val:
+        conf = confusion(model(s.feat).argmax(-1).numpy(), s.label.numpy()).astype(np.float64)
+        tp = np.diag(conf)
+        iou_rows.append([tp, conf.sum(0) + conf.sum(1) - tp])
+        acc_rows.append([tp, conf.sum(1)])
+    iou, acc = np.asarray(iou_rows).reshape(-1, 2, NUM_CLASSES), np.asarray(acc_rows).reshape(-1, 2, NUM_CLASSES)
+    return {"miou": ItemScores(iou, "miou_all", 100.0), "macc": ItemScores(acc, "miou_all", 100.0),
+            "accuracy": ItemScores(acc, "ratio", 100.0)}
 
 
 def evaluate_constant(val, cls: int) -> tuple[float, int]:
