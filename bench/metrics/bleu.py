@@ -112,12 +112,8 @@ def coco_available() -> str | None:
     return None
 
 
-def coco_bleu(refs: dict, hyps: dict) -> list[float]:
-    """pycocoevalcap itself: PTBTokenizer (Java) on both sides, then Bleu(4).compute_score."""
-    import contextlib
-    import io
-
-    from pycocoevalcap.bleu.bleu import Bleu
+def coco_tokenize(refs: dict, hyps: dict) -> tuple[dict, dict]:
+    """pycocoevalcap's PTBTokenizer (Java) on both sides: ({str key: [tokenized refs]}, {str key: [hyp]})."""
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
     keys = [str(k) for k in hyps]
@@ -126,6 +122,17 @@ def coco_bleu(refs: dict, hyps: dict) -> list[float]:
     res = tok.tokenize({str(k): [{"caption": h}] for k, h in hyps.items()})
     if set(gts) != set(keys) or set(res) != set(keys):
         raise RuntimeError("pycocoevalcap PTBTokenizer returned fewer lines than it was given")
+    return gts, res
+
+
+def coco_bleu(refs: dict, hyps: dict) -> list[float]:
+    """pycocoevalcap itself: PTBTokenizer (Java) on both sides, then Bleu(4).compute_score."""
+    import contextlib
+    import io
+
+    from pycocoevalcap.bleu.bleu import Bleu
+
+    gts, res = coco_tokenize(refs, hyps)
     with contextlib.redirect_stdout(io.StringIO()):  # Bleu prints its totals
         score, _ = Bleu(4).compute_score(gts, res, verbose=0)
     return [float(s) for s in score]
@@ -138,11 +145,7 @@ def bleu1_rows(refs: dict, hyps: dict, implementation: str):
     import numpy as np
 
     if implementation == "pycocoevalcap":
-        from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
-
-        tok = PTBTokenizer()
-        gts = tok.tokenize({str(k): [{"caption": r} for r in refs[k]] for k in hyps})
-        res = tok.tokenize({str(k): [{"caption": h}] for k, h in hyps.items()})
+        gts, res = coco_tokenize(refs, hyps)
         pairs = [([r.split() for r in gts[str(k)]], res[str(k)][0].split()) for k in hyps]
     else:
         pairs = [([ptb_tokenize(r) for r in refs[k]], ptb_tokenize(h)) for k, h in hyps.items()]
@@ -171,4 +174,4 @@ def corpus_bleu(refs: dict, hyps: dict, implementation: str = "auto") -> tuple[l
     return bleu(refs, hyps), "clone"
 
 
-__all__ = ["PUNCT", "bleu", "coco_available", "coco_bleu", "corpus_bleu", "ptb_tokenize"]
+__all__ = ["PUNCT", "bleu", "bleu1_rows", "coco_available", "coco_bleu", "coco_tokenize", "corpus_bleu", "ptb_tokenize"]

@@ -69,9 +69,8 @@ def semseg_metrics(conf: np.ndarray) -> dict[str, float]:
 
 
 @torch.no_grad()
-def evaluate(model: LinearProbe3D, scenes: list[SemsegScene]) -> tuple[dict[str, float], np.ndarray]:
-    conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
-    for s in scenes:
-        pred = model(s.feat).argmax(-1).numpy()
-        conf += confusion(pred, s.label.numpy())
-    return semseg_metrics(conf)
+def scene_confusions(model: LinearProbe3D, scenes: list[SemsegScene]) -> np.ndarray:
+    """(scenes, 20, 20) confusion matrices: summed, the metrics; per scene, the bootstrap's items."""
+    confs = [confusion(model(s.feat).argmax(-1).numpy(), s.label.numpy()) for s in scenes]
+    return np.stack(confs) if confs else np.zeros((0, NUM_CLASSES, NUM_CLASSES), np.int64)
+

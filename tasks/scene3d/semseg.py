@@ -6,7 +6,7 @@ import torch
 
 from bench.data.scannet import CLASSES_20, IGNORE
 from bench.task import ItemScores, Task, TaskResult
-from heads.scene3d.semseg import NUM_CLASSES, SemsegScene, confusion, evaluate, train_probe
+from heads.scene3d.semseg import SemsegScene, scene_confusions, semseg_metrics, train_probe
 from tasks.scene3d.config import SemsegConfig, default_config
 from tasks.scene3d.scenes import SceneSet
 
@@ -42,26 +42,23 @@ class Semseg3D(Task):
                        feature_dim=dim)
         model = train_probe(train, dim, epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             double_softmax=cfg.double_softmax, seed=cfg.train_seed, log=ctx.log_metrics)
-        metrics, iou = evaluate(model, val)
+        confs = scene_confusions(model, val)
+        metrics, iou = semseg_metrics(confs.sum(0))
         counts = torch.bincount(torch.cat([s.label for s in train]), minlength=20).float()
         majority = int(counts.argmax())
         base, _ = evaluate_constant(val, majority)
         metrics["majority_accuracy"] = base
         breakdown = {f"class:{CLASSES_20[c]}": {"iou": 100 * float(iou[c])} for c in range(20)}
-        return TaskResult({k: float(v) for k, v in metrics.items()}, breakdown, items=scene_items(model, val))
+        return TaskResult({k: float(v) for k, v in metrics.items()}, breakdown, items=scene_items(confs))
 
 
-@torch.no_grad()
-def scene_items(model, val) -> dict[str, ItemScores]:
+def scene_items(confs: np.ndarray) -> dict[str, ItemScores]:
     """Per validation scene, per class: (true positives, union) and (true positives, labelled points), so
     a bootstrap over scenes recomputes mIoU / mAcc over all 20 classes and the point accuracy."""
-    iou_rows, acc_rows = [], []
-    for s in val:
-        conf = confusion(model(s.feat).argmax(-1).numpy(), s.label.numpy()).astype(np.float64)
-        tp = np.diag(conf)
-        iou_rows.append([tp, conf.sum(0) + conf.sum(1) - tp])
-        acc_rows.append([tp, conf.sum(1)])
-    iou, acc = np.asarray(iou_rows).reshape(-1, 2, NUM_CLASSES), np.asarray(acc_rows).reshape(-1, 2, NUM_CLASSES)
+    confs = confs.astype(np.float64)
+    tp = np.diagonal(confs, axis1=1, axis2=2)
+    labelled, predicted = confs.sum(2), confs.sum(1)
+    iou, acc = np.stack([tp, labelled + predicted - tp], 1), np.stack([tp, labelled], 1)
     return {"miou": ItemScores(iou, "miou_all", 100.0), "macc": ItemScores(acc, "miou_all", 100.0),
             "accuracy": ItemScores(acc, "ratio", 100.0)}
 
