@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from bench import timing
 from heads.bank import BankAdamW, ModuleBank, seeded  # noqa: F401  (re-exported: the depth bank's pieces)
+from heads.depth_fused import BatchNormed, linear_bins_depth, update_running
 
 
 # --- depth from bins ---------------------------------------------------------------------------------
@@ -97,20 +98,6 @@ def sigloss(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = N
 
 # --- heads ---------------------------------------------------------------------------------------------
 
-def _batch_stats(x: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor, training: bool,
-                 count: int, momentum: float = 0.1, eps: float = 1e-5) -> torch.Tensor:
-    """BatchNorm's normalisation (no affine) over rows of (N, C); the running variance uses `count`
-    samples for its unbiased correction (CLS channels stand for `count` broadcast positions)."""
-    if training:
-        var, mean = torch.var_mean(x, 0, unbiased=False)
-        with torch.no_grad():
-            running_mean.lerp_(mean, momentum)
-            running_var.lerp_(var * count / max(count - 1, 1), momentum)
-    else:
-        mean, var = running_mean, running_var
-    return (x - mean) * torch.rsqrt(var + eps)
-
-
 class LinearDepthHeads(nn.Module):
     """K stacked DINOv2 "linear" / "linear4" depth heads (BNHead) reading the same layers: patch tokens
     of the last `n_layers` blocks, each concatenated with its block's CLS token -> BatchNorm -> 1x1 conv
@@ -152,33 +139,65 @@ class LinearDepthHeads(nn.Module):
                 self.register_buffer("bn_mean_cls", torch.zeros(c))
                 self.register_buffer("bn_var_cls", torch.ones(c))
 
-    def logits(self, patches: torch.Tensor, cls: torch.Tensor | None) -> torch.Tensor:
-        """patches (B, h, w, L, D), cls (B, L, D), L >= n_layers -> (B, h*w, K, n_bins), the layout the
-        matmul produces (bins contiguous)."""
+    def _inputs(self, patches: torch.Tensor, cls: torch.Tensor | None, shared: BatchNormed | None = None):
+        """This head's (normalised) patch (B*h*w, C) and CLS (B, C) features. In training, `shared` is
+        the batch's normalisation of at least this head's blocks (computed once for a whole bank)."""
         b, h, w, L, d = patches.shape
+        c = self.n_layers * d
+        if not self.use_bn:
+            return (patches.reshape(b * h * w, L * d)[:, L * d - c:],
+                    cls.reshape(b, L * d)[:, L * d - c:] if self.use_cls else None)
+        if not self.training:
+            xp = patches.reshape(b * h * w, L * d)[:, L * d - c:]
+            xp = (xp - self.bn_mean_patch) * torch.rsqrt(self.bn_var_patch + 1e-5)
+            xc = None
+            if self.use_cls:
+                xc = (cls.reshape(b, L * d)[:, L * d - c:] - self.bn_mean_cls) * torch.rsqrt(self.bn_var_cls + 1e-5)
+            return xp, xc
+        if shared is None or shared.xp.shape[1] < c or (self.use_cls and shared.xc is None):
+            shared = BatchNormed.of(patches, cls if self.use_cls else None, self.n_layers)
+        own = shared.last(c)
+        update_running(self.bn_mean_patch, self.bn_var_patch, own.mean_p, own.var_p, b * h * w)
+        if self.use_cls:
+            update_running(self.bn_mean_cls, self.bn_var_cls, own.mean_c, own.var_c, b * h * w)
+        return own.xp, own.xc
+
+    def _terms(self, patches: torch.Tensor, cls: torch.Tensor | None, shared: BatchNormed | None = None):
+        """-> normalised patch features (B*h*w, C), weights (K*n_bins, C) with each member's BN affine
+        folded in, and the per-image term (B, K*n_bins): bias, BN shift and the CLS half of the conv."""
+        b = patches.shape[0]
         k, nb = self.k, self.bins.n_bins
-        xp = patches.reshape(b * h * w, L * d)[:, (L - self.n_layers) * d:]  # a view: last n_layers blocks
+        xp, xc = self._inputs(patches, cls, shared)
         wp, bias = self.w_patch, self.bias
         if self.use_bn:
-            xp = _batch_stats(xp, self.bn_mean_patch, self.bn_var_patch, self.training, b * h * w)
             bias = bias + torch.einsum("koc,kc->ko", wp, self.bn_bias_patch)
             wp = wp * self.bn_weight_patch[:, None, :]
-        out = xp @ wp.reshape(k * nb, -1).T  # one (B*h*w, K*n_bins) matmul for all members
         per_image = bias.reshape(1, k * nb)
         if self.use_cls:
-            xc = cls.reshape(b, L * d)[:, (L - self.n_layers) * d:]
             wc = self.w_cls
             if self.use_bn:
-                xc = _batch_stats(xc, self.bn_mean_cls, self.bn_var_cls, self.training, b * h * w)
                 per_image = per_image + torch.einsum("koc,kc->ko", wc, self.bn_bias_cls).reshape(1, k * nb)
                 wc = wc * self.bn_weight_cls[:, None, :]
             per_image = per_image + xc @ wc.reshape(k * nb, -1).T  # (B, K*n_bins)
-        return (out.reshape(b, h * w, k * nb) + per_image[:, None, :]).reshape(b, h * w, k, nb)
+        return xp, wp.reshape(k * nb, -1), per_image.expand(b, k * nb)
 
-    def forward(self, patches: torch.Tensor, cls: torch.Tensor | None = None) -> torch.Tensor:
+    def logits(self, patches: torch.Tensor, cls: torch.Tensor | None, shared: BatchNormed | None = None) -> torch.Tensor:
+        """patches (B, h, w, L, D), cls (B, L, D), L >= n_layers -> (B, h*w, K, n_bins), the layout the
+        matmul produces (bins contiguous)."""
+        b, h, w = patches.shape[:3]
+        xp, wp, per_image = self._terms(patches, cls, shared)
+        out = xp @ wp.T  # one (B*h*w, K*n_bins) matmul for all members
+        return (out.reshape(b, h * w, -1) + per_image[:, None, :]).reshape(b, h * w, self.k, self.bins.n_bins)
+
+    def forward(self, patches: torch.Tensor, cls: torch.Tensor | None = None,
+                shared: BatchNormed | None = None) -> torch.Tensor:
         """-> depth (K, B, 1, H, W) with H, W = upsample x the patch grid."""
         b, h, w = patches.shape[:3]
-        logits = self.logits(patches, cls)
+        if self.upsample == 1 and self.bins.norm == "linear":  # conv + decode + their backward fused
+            xp, wp, per_image = self._terms(patches, cls, shared)
+            depth = linear_bins_depth(xp, wp, per_image, self.bins.centers(xp.device).to(xp.dtype))  # (B*h*w, K)
+            return depth.view(b, h * w, self.k).permute(2, 0, 1).reshape(self.k, b, 1, h, w)
+        logits = self.logits(patches, cls, shared)
         if self.upsample == 1:  # decode along the contiguous bins dimension
             depth = bins_to_depth(logits, self.bins, dim=-1)  # (B, h*w, K, 1)
             return depth.permute(2, 0, 3, 1).reshape(self.k, b, 1, h, w)
@@ -327,6 +346,9 @@ def train_bank(banks: Sequence[nn.Module], lrs: Sequence[Sequence[float]], data:
     for bank in banks:
         bank.to(device).train()
     slots, n_heads = _slots(banks, lrs, device)
+    normed = [b for b in banks if isinstance(b, LinearDepthHeads) and b.use_bn]  # their BN input normalised once a step
+    widest = max((b.n_layers for b in normed), default=0)
+    use_cls = any(b.use_cls for b in normed)
     opt = BankAdamW(slots, cfg, n_heads)
     alive = torch.ones(n_heads, dtype=torch.bool, device=device)
     curves: list[list[float]] = [[] for _ in range(n_heads)]
@@ -336,14 +358,22 @@ def train_bank(banks: Sequence[nn.Module], lrs: Sequence[Sequence[float]], data:
         valid = target > 0
         for p, _, _ in slots:
             p.grad = None
-        head_losses = []
-        for bank in banks:
-            pred = bank(patches, cls)  # (K, B, 1, h, w)
+        shared = BatchNormed.of(patches, cls if use_cls else None, widest) if widest else None
+        preds = [bank(patches, cls, shared=shared) if isinstance(bank, LinearDepthHeads) else bank(patches, cls)
+                 for bank in banks]  # each (K, B, 1, h, w)
+        # heads predicting at one size are upsampled and scored together (the loss is per head)
+        groups: dict[tuple, list[int]] = {}
+        for i, pred in enumerate(preds):
+            groups.setdefault(tuple(pred.shape[1:]), []).append(i)
+        per_bank: list[torch.Tensor | None] = [None] * len(preds)
+        for members in groups.values():
+            pred = torch.cat([preds[i] for i in members]) if len(members) > 1 else preds[members[0]]
             k, b = pred.shape[:2]
             pred = F.interpolate(pred.flatten(0, 1), size=target.shape[-2:], mode="bilinear", align_corners=False)
-            head_losses.append(sigloss(pred.reshape(k, b, *pred.shape[1:]), target, valid,
-                                       warmup=step < cfg.sigloss_warmup))
-        loss = torch.cat(head_losses)
+            losses = sigloss(pred.reshape(k, b, *pred.shape[1:]), target, valid, warmup=step < cfg.sigloss_warmup)
+            for i, part in zip(members, losses.split([preds[i].shape[0] for i in members])):
+                per_bank[i] = part
+        loss = torch.cat(per_bank)
         finite = torch.isfinite(loss).detach()
         alive &= finite
         loss[alive].sum().backward()  # heads share no parameter: each gets its own loss's gradient
