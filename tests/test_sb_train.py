@@ -146,3 +146,29 @@ def test_training_is_tracked(trained, shared_home):
         assert key in m, key
     assert len(client.get_metric_history(run.info.run_id, "stage3_loss")) == 8
     assert run.data.params["sb_llm"] == "qwen2-tiny" and float(run.data.params["sb_param_growth_pct"]) > 20
+
+
+def test_singleview_stage2_drops_the_multiview_samples(trained, shared_home):
+    """Table 7's single- vs multi-view arm: ``+sb-singleview`` trains stage 2 on single-image samples only."""
+    from types import SimpleNamespace
+
+    from bench.spatialboost.build import load_recipe_for
+    from bench.spatialboost.config import output_name, resolve_config
+    from bench.spatialboost.trainer import Trainer
+    from bench.vlm.llava import sample_images
+
+    counts = {}
+    for views in ("multi", "single"):
+        cfg = resolve_config(FAST, encoder="vit-tiny", views=views, progress=False, track=False)
+        fake = SimpleNamespace(cfg=cfg, recipe=load_recipe_for(cfg, build=False), transform=None)
+        ds = Trainer.dataset(fake, 2)
+        parts = ds.datasets if hasattr(ds, "datasets") else [ds]
+        n_images = [len(sample_images(s)) for part in parts for s in part.samples]
+        counts[views] = (len(n_images), max(n_images))
+        if views == "single":
+            assert output_name(cfg) == "vit-tiny+sb-singleview"
+            assert Trainer.dataset(fake, 3).samples == parts[-1].samples  # stage 3 untouched
+    manifest = load_recipe_for(cfg, build=False).manifest["counts"]["stage2_multiview"]
+    assert counts["multi"][1] > 1 and counts["single"][1] == 1
+    assert counts["multi"][0] - counts["single"][0] == sum(manifest.values()) > 0
+    assert resolve_config(encoder="vit-tiny+sb-singleview").views == "single"

@@ -14,6 +14,8 @@ from the method's defaults, one *atom* per setting (table `SB_TAGS`)::
     order       forward                       reverse, random (order=...)                (Table 7)
     levels      pixel,object,scene,caption    any proper subset, its levels joined by "-" in this
                                               order: pixel, pixel-object, object-scene-caption, ...
+    views       multi                         singleview (views=single: stage 2 without its
+                                              multi-view VQA samples, Table 7)
 
 Atoms of different axes combine, joined by ``-`` in the axis order above (``+sb-lora-reverse``,
 ``+sb-simpleft-lora``); `parse_encoder_name` accepts them (and level names) in any order and `str()`
@@ -39,8 +41,9 @@ SB_SUFFIX = VARIANT_SEP + SB
 # The SpatialBoost trainer's ablation axes and their defaults (bench.spatialboost.config.TrainConfig);
 # the levels are bench.spatialboost.data.LEVELS, in their order (a test keeps the two equal).
 SB_LEVELS: tuple[str, ...] = ("pixel", "object", "scene", "caption")
-SB_AXES: tuple[str, ...] = ("objective", "mode", "order", "levels")
-SB_DEFAULTS: dict[str, str] = {"objective": "llm", "mode": "dual", "order": "forward", "levels": ",".join(SB_LEVELS)}
+SB_AXES: tuple[str, ...] = ("objective", "mode", "order", "levels", "views")
+SB_DEFAULTS: dict[str, str] = {"objective": "llm", "mode": "dual", "order": "forward", "levels": ",".join(SB_LEVELS),
+                               "views": "multi"}
 
 
 def _level_atoms() -> dict[str, dict[str, str]]:
@@ -60,6 +63,7 @@ SB_TAGS: dict[str, dict[str, str]] = {
     "reverse": {"order": "reverse"},
     "random": {"order": "random"},
     **_level_atoms(),
+    "singleview": {"views": "single"},
 }
 
 # variant -> its tag table (a variant's provider is registered in bench.encoders.ENCODER_VARIANTS)

@@ -25,6 +25,7 @@ from bench.vlm.llm import PAPER_LLM, TINY_LLM, TinyLLMConfig
 STAGES = (1, 2, 3)
 MODES = ("dual", "lora", "full")
 OBJECTIVES = ("llm", "simple-ft")
+VIEWS = ("multi", "single")
 
 
 @dataclass
@@ -56,6 +57,7 @@ class TrainConfig:
     data_seed: int = 0
     order: str = "forward"
     levels: str = "pixel,object,scene,caption"
+    views: str = "multi"  # stage-2 data: multi (the paper: + multi-view VQA) | single (Table 7: single-view samples only)
     max_length: int = 2048  # text tokens per sample (visual tokens come on top)
     # model
     mode: str = "dual"  # dual (SpatialBoost) | lora | full  (Table 17 / Fig. 6 ablation)
@@ -168,6 +170,8 @@ def resolve_config(dotlist: list[str] | None = None, yaml_path: str | Path | Non
         raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
     if cfg.objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {cfg.objective!r}")
+    if cfg.views not in VIEWS:
+        raise ValueError(f"views must be one of {VIEWS}, got {cfg.views!r}")
     settings = ablation_settings(cfg)
     clash = [f"{k}={settings[k]!r}" for k, v in implied.items() if settings[k] != (normalise_levels(v) if k == "levels"
                                                                                    else v)]
@@ -254,6 +258,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm", default=None, help="qwen2-tiny | local folder | HF repo id in the cache (default auto)")
     p.add_argument("--mode", default=None, choices=MODES, help="stage-3 encoder training (ablation); default dual")
     p.add_argument("--objective", default=None, choices=OBJECTIVES, help="llm (SpatialBoost) | simple-ft (baseline)")
+    p.add_argument("--views", default=None, choices=VIEWS,
+                   help="stage-2 data: multi (+ multi-view VQA, the paper) | single (Table 7 ablation)")
     p.add_argument("--hparams", default=None, choices=["auto", "paper", "tiny"])
     p.add_argument("--encoder-weights", default=None, help="base encoder weights file")
     p.add_argument("--name", default=None, help="output name (default: ENCODER+sb[-TAG] from the settings)")
@@ -268,7 +274,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args) -> TrainConfig:
-    keys = ("encoder", "preset", "order", "levels", "recipe_root", "llm", "mode", "objective", "hparams",
+    keys = ("encoder", "preset", "order", "levels", "views", "recipe_root", "llm", "mode", "objective", "hparams",
             "encoder_weights", "name", "device", "fsdp", "seed", "threads")
     kw = {k: getattr(args, k, None) for k in keys}
     if getattr(args, "no_track", False):
@@ -285,6 +291,6 @@ def train_command(name: EncoderName | str, preset: str = "tiny") -> str:
     return f"bench sb train --encoder {name} --stage all{extra}"
 
 
-__all__ = ["MODES", "OBJECTIVES", "STAGES", "StageConfig", "TINY_PROFILE", "TrainConfig", "ablation_settings",
+__all__ = ["MODES", "OBJECTIVES", "STAGES", "VIEWS", "StageConfig", "TINY_PROFILE", "TrainConfig", "ablation_settings",
            "add_train_arguments", "config_dict", "config_from_args", "flatten", "llm_spec", "method_name",
            "output_dir", "output_name", "parse_stages", "recipe_levels", "resolve_config", "train_command"]

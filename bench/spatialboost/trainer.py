@@ -85,9 +85,11 @@ class Trainer:
         return self.autocast if self.autocast is not None else contextlib.nullcontext()
 
     def dataset(self, stage: int):
-        from bench.vlm.llava import LlavaDataset
+        from bench.vlm.llava import LlavaDataset, sample_images
 
         ds = LlavaDataset(self.recipe.stage(stage), self.recipe.image_root, self.transform)
+        if stage == 2 and self.cfg.views == "single":  # Table 7: stage 2 without its multi-view VQA samples
+            ds.samples = [s for s in ds.samples if len(sample_images(s)) == 1]
         if stage == 2 and self.cfg.stage2_spatial:  # the random-init LLM learns the spatial language first
             ds = torch.utils.data.ConcatDataset([ds, LlavaDataset(self.recipe.stage(3), self.recipe.image_root,
                                                                   self.transform)])
