@@ -93,6 +93,50 @@ def test_answer_scoring_by_hand():
                        [0.1, -2.0, 3.5])
 
 
+def test_chain_answers_follow_the_models_own_earlier_answers(healthy, shared_home, monkeypatch):
+    """Chain mode: a view's turns are one conversation in training order, the image opens it, every
+    earlier assistant turn is the model's own output (never the ground truth), each view starts afresh."""
+    from pathlib import Path
+
+    from bench.spatialboost import answers as A
+    from bench.spatialboost.data.cot import LEVELS
+    from bench.vlm.tokenizer import IMAGE_TOKEN
+
+    root = next((shared_home / "data").glob("synth-tiny"))
+    qs = A.scene_questions(root, "val", 2, chains=True)
+    chains = sorted({q.chain for q in qs})
+    assert chains == [0, 1] and all(len([q for q in qs if q.chain == c]) == 12 for c in chains)
+    assert [q.family for q in qs[:3]] == ["depth", "depth", "closer"]  # forward: pixel level first
+    assert {q.family for q in qs if q.truth is None} == {"scene_caption", "layout_caption"}
+    rev = A.scene_questions(root, "val", 1, chains=True, order="reverse")
+    assert [q.question for q in rev] == [q.question for q in qs if q.chain == 0][::-1]
+    assert len(A.scene_questions(root, "val", 1, chains=True, levels=LEVELS[:1])) == 5
+
+    seen = []
+
+    def fake_generate(vlm, tok, msgs, pixels, max_new_tokens, device):
+        seen.append([dict(m) for m in msgs])
+        return f"answer {len(seen)}"
+
+    class _LLM:
+        training = False
+
+        def eval(self):
+            return self
+
+        def train(self, mode=True):
+            return self
+
+    monkeypatch.setattr(A, "_generate", fake_generate)
+    vlm = type("V", (), {"llm": _LLM()})()
+    out = A.answer(vlm, None, lambda im: __import__("torch").zeros(3, 4, 4), qs[:13])
+    assert out == [f"answer {k}" for k in range(1, 14)]
+    assert seen[0] == [{"role": "user", "content": f"{IMAGE_TOKEN}\n{qs[0].question}"}]
+    assert seen[2][1] == {"role": "assistant", "content": "answer 1"} and seen[2][3]["content"] == "answer 2"
+    assert len(seen[11]) == 23 and seen[12][0]["content"].startswith(IMAGE_TOKEN)  # chain 1 starts afresh
+    assert all(Path(q.image).is_file() for q in qs)
+
+
 def test_cut_encoder_gradient_fails_the_health_check(healthy, shared_home):
     from bench.errors import BenchError
     from bench.spatialboost.config import resolve_config

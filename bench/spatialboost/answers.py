@@ -1,8 +1,13 @@
 """Held-out answer metrics: does the VLM read the spatial language off an image better than a text-only prior?
 
 Questions come from the synthetic scenes' **validation** split (never trained on), made by the same
-generator as stage 3 (`data.cot.spatial_turns`), one per family and view, asked standalone (image +
-question, greedy decoding, no earlier turns: a chain's earlier answers would give later ones away):
+generator as stage 3 (`data.cot.spatial_turns`). Two ways to ask them (`TrainConfig.answer_mode`):
+
+- ``chain`` (default): each view's 12-turn chain in the training order (`cot.arrange`), as in stage 3,
+  but every earlier answer in the conversation is the model's own (greedy), never the ground truth, so
+  nothing is given away; every turn of a family below is scored.
+- ``standalone``: one question per family and view, image + question alone (a shape the chains never
+  train on: a chain always opens with a depth question).
 
     family        metric                                     text-only prior
     depth         |error| of the depth at a point (m)        median training depth
@@ -35,7 +40,8 @@ class Question:
     family: str
     image: Path
     question: str
-    truth: object  # float (m) | bool | np.ndarray (3,)
+    truth: object  # float (m) | bool | np.ndarray (3,); None for a turn that is asked but not scored
+    chain: int = -1  # index of the view's chain (chain mode), -1 when asked standalone
 
 
 def _truth(turn) -> object:
@@ -45,10 +51,12 @@ def _truth(turn) -> object:
             "distance": lambda: float(f["distance"])}[turn.family]()
 
 
-def scene_questions(synth_root: Path, split: str, max_views: int, seed: int = 0) -> list[Question]:
-    """One question per family for up to `max_views` views of `split` ("val": held out, "train": the prior)."""
+def scene_questions(synth_root: Path, split: str, max_views: int, seed: int = 0, chains: bool = False,
+                    order: str = "forward", levels=None) -> list[Question]:
+    """Questions of up to `max_views` views of `split` ("val": held out, "train": the prior): one per family,
+    or with `chains` every turn of each view's chain in `order` over `levels` (unscored turns: truth None)."""
     from bench.data.scenes import ViewGeometry, load_scene, load_synth_view
-    from bench.spatialboost.data.cot import CotConfig, InsufficientContent, spatial_turns
+    from bench.spatialboost.data.cot import LEVELS, CotConfig, InsufficientContent, arrange, spatial_turns
 
     out: list[Question] = []
     views = 0
@@ -64,6 +72,12 @@ def scene_questions(synth_root: Path, split: str, max_views: int, seed: int = 0)
             try:
                 turns = spatial_turns(ViewGeometry.compute(view, rng), rng, CotConfig())
             except (InsufficientContent, ValueError):
+                continue
+            if chains:
+                kept = arrange(turns, order, tuple(levels or LEVELS), np.random.default_rng([seed, 4, views]))
+                out += [Question(t.family, view.image_path, t.question, _truth(t) if t.family in FAMILIES else None,
+                                 chain=views) for t in kept]
+                views += 1
                 continue
             seen = set()
             for t in turns:
@@ -122,7 +136,7 @@ def summarise(questions: list[Question], answers: list[str], prior: dict[str, ob
     """family -> {model, prior, parsed, n} (accuracy for yes/no families, mean |error| otherwise)."""
     out = {}
     for fam in FAMILIES:
-        idx = [i for i, q in enumerate(questions) if q.family == fam]
+        idx = [i for i, q in enumerate(questions) if q.family == fam and q.truth is not None]
         if not idx or fam not in prior:
             continue
         model, base, parsed = [], [], 0
@@ -141,41 +155,55 @@ def summarise(questions: list[Question], answers: list[str], prior: dict[str, ob
     return out
 
 
+def _generate(vlm, tokenizer, msgs: list[dict], pixels, max_new_tokens: int, device) -> str:
+    """Greedy continuation of a chat (stop at <|im_end|>) with the LLM's KV cache."""
+    from bench.vlm.tokenizer import IM_END
+
+    ids = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
+    ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+    stop = tokenizer.convert_tokens_to_ids(IM_END)
+    t = torch.tensor([ids], device=device)
+    emb, mask, _, pos = vlm.splice(t, torch.ones_like(t), None, vlm.visual_tokens(pixels), [1])
+    embed = vlm.llm.get_input_embeddings()
+    new: list[int] = []
+    past = None
+    for _ in range(max_new_tokens):
+        step = vlm.llm(inputs_embeds=emb, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True)
+        past = step.past_key_values
+        nxt = int(step.logits[0, -1].argmax())
+        if nxt == stop:
+            break
+        new.append(nxt)
+        emb = embed(torch.tensor([[nxt]], device=device))
+        mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)
+        pos = pos[:, -1:] + 1
+    return tokenizer.decode(new, skip_special_tokens=True)
+
+
 @torch.no_grad()
 def answer(vlm, tokenizer, transform, questions: list[Question], max_new_tokens: int = 40,
            device: torch.device | str = "cpu") -> list[str]:
-    """Greedy answers (stop at <|im_end|>), one question at a time (prompts differ in length)."""
+    """Greedy answers, one per question. Questions of one chain (same `chain` >= 0, consecutive) are one
+    conversation: the image opens the first turn and each later turn follows the model's own answers."""
     from PIL import Image
 
-    from bench.vlm.tokenizer import IM_END, IMAGE_TOKEN
+    from bench.vlm.tokenizer import IMAGE_TOKEN
 
-    stop = tokenizer.convert_tokens_to_ids(IM_END)
     was = vlm.llm.training
     vlm.llm.eval()
-    out = []
+    out: list[str] = []
+    msgs: list[dict] = []
+    pixels, current = None, None
     for q in questions:
-        msgs = [{"role": "user", "content": f"{IMAGE_TOKEN}\n{q.question}"}]
-        ids = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
-        ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
-        with Image.open(q.image) as im:
-            pixels = transform(im.convert("RGB"))[None].to(device)
-        t = torch.tensor([ids], device=device)
-        emb, mask, _, pos = vlm.splice(t, torch.ones_like(t), None, vlm.visual_tokens(pixels), [1])
-        embed = vlm.llm.get_input_embeddings()
-        new: list[int] = []
-        past = None
-        for _ in range(max_new_tokens):  # incremental decoding with the LLM's KV cache
-            step = vlm.llm(inputs_embeds=emb, attention_mask=mask, position_ids=pos, past_key_values=past,
-                           use_cache=True)
-            past = step.past_key_values
-            nxt = int(step.logits[0, -1].argmax())
-            if nxt == stop:
-                break
-            new.append(nxt)
-            emb = embed(torch.tensor([[nxt]], device=device))
-            mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)
-            pos = pos[:, -1:] + 1
-        out.append(tokenizer.decode(new, skip_special_tokens=True))
+        if q.chain < 0 or q.chain != current:  # a new conversation
+            with Image.open(q.image) as im:
+                pixels = transform(im.convert("RGB"))[None].to(device)
+            msgs, current = [], (q.chain if q.chain >= 0 else None)
+        content = q.question if msgs else f"{IMAGE_TOKEN}\n{q.question}"
+        msgs.append({"role": "user", "content": content})
+        text = _generate(vlm, tokenizer, msgs, pixels, max_new_tokens, device)
+        msgs.append({"role": "assistant", "content": text})
+        out.append(text)
     vlm.llm.train(was)
     return out
 
@@ -189,14 +217,19 @@ def evaluate_stage(trainer, stage: int) -> dict[str, dict]:
     ``answers_stage{k}_{family}_{metric}`` and ``..._prior``); questions and prior are made once."""
     cfg = trainer.cfg
     if not getattr(trainer, "_answer_set", None):
+        from bench.spatialboost.config import recipe_levels
+
         root = Path(trainer.recipe.manifest["synth"]["root"])
         prior = text_prior(scene_questions(root, "train", cfg.answer_prior_views, cfg.data_seed))
-        trainer._answer_set = (scene_questions(root, "val", cfg.answer_views, cfg.data_seed), prior)
+        chains = cfg.answer_mode == "chain"
+        trainer._answer_set = (scene_questions(root, "val", cfg.answer_views, cfg.data_seed, chains=chains,
+                                               order=cfg.order, levels=recipe_levels(cfg)), prior)
     questions, prior = trainer._answer_set
     answers = answer(trainer.vlm, trainer.tokenizer, trainer.transform, questions, device=trainer.device)
     result = summarise(questions, answers, prior)
+    result["mode"] = cfg.answer_mode
     result["examples"] = [{"family": q.family, "question": q.question, "answer": a} for q, a in
-                          list(zip(questions, answers))[:len(FAMILIES)]]
+                          list(zip(questions, answers))[:12]]
     if trainer.run is not None and trainer.env.is_main:
         metrics = {}
         for fam, r in result.items():

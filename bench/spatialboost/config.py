@@ -77,6 +77,7 @@ class TrainConfig:
     stage2_spatial: bool = False  # stage 2 also trains on the stage-3 spatial CoT samples (tiny profile: a random-init LLM)
     answer_views: int = 0  # held-out views whose spatial questions the VLM answers after each stage (0 = off)
     answer_prior_views: int = 60  # training views the text-only prior is computed from
+    answer_mode: str = "chain"  # chain (each view's chain, the model's own earlier answers) | standalone
     # runtime
     seed: int = 0
     device: str = "auto"
@@ -170,6 +171,8 @@ def resolve_config(dotlist: list[str] | None = None, yaml_path: str | Path | Non
         raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
     if cfg.objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {cfg.objective!r}")
+    if cfg.answer_mode not in ("chain", "standalone"):
+        raise ValueError(f"answer_mode must be chain | standalone, got {cfg.answer_mode!r}")
     if cfg.views not in VIEWS:
         raise ValueError(f"views must be one of {VIEWS}, got {cfg.views!r}")
     settings = ablation_settings(cfg)
