@@ -1,5 +1,6 @@
-"""A light phase timer: where a benchmark run's wall time goes (render, decode, forward, head
-training, evaluation, logging), at the cost of two `perf_counter` calls per phase entry.
+"""A light phase timer: where a benchmark run's wall time goes (`PHASES`: render, start-up, decode,
+forward, 3D lifting, label / target preparation, head training, evaluation, pictures, logging), at
+the cost of two `perf_counter` calls per phase entry.
 
 `with phase("forward"):` adds the block's time to the process's totals; phases nest, and an inner
 phase's time is not counted again in the outer one, so the totals add up to the timed wall time.
@@ -22,7 +23,8 @@ import time
 from collections import defaultdict
 from typing import Iterator
 
-PHASES = ("render", "decode", "forward", "head_training", "evaluation", "logging")
+PHASES = ("render", "startup", "decode", "forward", "lift", "targets", "head_training", "evaluation", "pictures",
+          "logging")
 PHASE_LOG_ENV = "BENCH_PHASE_LOG"
 
 _times: dict[str, float] = defaultdict(float)
