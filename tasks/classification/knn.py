@@ -13,7 +13,13 @@ from bench.search import cosine_topk, resolve_backend
 from bench.task import FeatureProbe, FeatureRequest, ItemScores, TaskResult
 from heads.knn import KnnConfig, effective_ks, knn_vote
 
-CLS = FeatureSpec(outputs=("cls",), n_last_blocks=1)
+# The linear probe's spec (CLS + average-pooled patches of the last 4 blocks): one cache entry, one
+# extraction serves both probes of the same images; kNN reads the last block's CLS of it.
+SHARED_BLOCKS = 4
+
+
+def cls_spec(num_blocks: int) -> FeatureSpec:
+    return FeatureSpec(outputs=("cls", "avgpool"), n_last_blocks=min(SHARED_BLOCKS, num_blocks))
 
 
 class KnnProbe(FeatureProbe):
@@ -33,7 +39,8 @@ class KnnProbe(FeatureProbe):
         train, val = ImageFolder(ctx.root, "train", transform), ImageFolder(ctx.root, "val", transform)
         if train.classes != val.classes:
             raise ValueError(f"train and val class folders differ under {ctx.root}")
-        return {s: FeatureRequest(d, CLS, d.identity(), transform.describe()) for s, d in (("train", train), ("val", val))}
+        spec = cls_spec(ctx.encoder.num_blocks)
+        return {s: FeatureRequest(d, spec, d.identity(), transform.describe()) for s, d in (("train", train), ("val", val))}
 
     def score(self, ctx: EvalContext, cfg: KnnConfig, fitted, inputs, features) -> TaskResult:
         train, val = inputs["train"].dataset, inputs["val"].dataset
