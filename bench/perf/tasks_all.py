@@ -186,8 +186,11 @@ def breakdown(times: dict[str, float], wall: float) -> dict[str, float]:
 def tasks_all(args) -> list[PerfRow]:
     import json
 
+    keep = os.environ.get("BENCH_PERF_KEEP_HOME")  # a folder to keep the run's BENCH_HOME in (to compare results)
     with tempfile.TemporaryDirectory(prefix="bench-tasks-all-") as tmp:
-        home, log = Path(tmp) / "home", Path(tmp) / "phases.jsonl"
+        home, log = (Path(keep) if keep else Path(tmp) / "home"), Path(tmp) / "phases.jsonl"
+        if keep and home.exists() and any(home.iterdir()):
+            raise SystemExit(f"BENCH_PERF_KEEP_HOME={home} is not empty: the case needs a fresh BENCH_HOME")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "MLFLOW_"))}
         env.update(BENCH_HOME=str(home), BENCH_PHASE_LOG=str(log))
         cmd = [sys.executable, "-c", LAUNCHER, json.dumps([BOOKINGS, PROBE_PHASES]),
