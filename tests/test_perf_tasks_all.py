@@ -38,3 +38,23 @@ def test_breakdown_adds_up_to_the_wall_time():
     assert parts["forward"] == 10.0 and parts["custom"] == 0.5 and parts["render"] == 0.0
     assert sum(parts.values()) == pytest.approx(20.0)
     assert parts["unbooked"] == pytest.approx(6.5)
+
+
+def test_knn_reads_the_same_last_cls_from_the_linear_probes_shared_entry():
+    """kNN's feature request is the linear probe's (CLS + avgpool, last 4 blocks) so one extraction
+    serves both; the last block's CLS in it is bit-identical to a 1-block CLS-only extraction."""
+    import torch
+
+    from bench.encoders import load_encoder
+    from bench.features import FeatureSpec, select_features
+    from tasks.classification.knn import cls_spec
+
+    enc = load_encoder("vit-tiny").eval()
+    assert cls_spec(enc.num_blocks) == FeatureSpec(("cls", "avgpool"), 4)
+    assert cls_spec(2) == FeatureSpec(("cls", "avgpool"), 2)
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        alone = select_features(enc(x, n_last_blocks=1), FeatureSpec(("cls",), 1))["cls"]
+        shared = select_features(enc(x, n_last_blocks=4), cls_spec(enc.num_blocks))["cls"]
+    assert shared.shape[1] == 4
+    assert torch.equal(alone[:, -1].half(), shared[:, -1].half()) and torch.equal(alone[:, -1], shared[:, -1])
