@@ -37,6 +37,7 @@ BATCH = 64  # `bench run`'s default --batch-size: the extractor's batch, and the
 # by name into a task module is booked in that module); nested phases are not counted twice.
 BOOKINGS = {
     "runners.execute:Executor.prepare": "render",
+    "bench.data.synth:ensure": "render",  # also the scenes the VLM twins' stage-2 recipe renders
     "bench.tracking:RunHandle.log_params": "logging",
     "bench.tracking:RunHandle.log_metrics": "logging",
     "bench.tracking:RunHandle.log_json": "logging",
