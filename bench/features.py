@@ -129,11 +129,22 @@ class Extractor:
     batch_size: int = 64
     num_workers: int = 1
 
+    def loader_workers(self) -> int:
+        """Loader worker processes for this extraction: `num_workers`, except on a CPU whose every core
+        runs a forward thread. There no core is idle to hide decoding on; a worker only preempts one
+        forward thread and the others wait for it at the next OpenMP barrier (vit-tiny on 2 cores:
+        1.22x a bare forward with a worker, 1.07x decoding between batches in this process). Same
+        batches, same order, same numbers either way."""
+        if self.device.type == "cpu" and torch.get_num_threads() >= (os.cpu_count() or 1):
+            return 0
+        return self.num_workers
+
     def loader(self, dataset: Dataset, batch_sampler=None) -> DataLoader:
         kwargs = dict(batch_sampler=batch_sampler) if batch_sampler is not None else \
             dict(batch_size=self.batch_size, shuffle=False)
-        return DataLoader(dataset, num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
-                          prefetch_factor=4 if self.num_workers else None, **kwargs)
+        workers = self.loader_workers()
+        return DataLoader(dataset, num_workers=workers, pin_memory=self.device.type == "cuda",
+                          prefetch_factor=4 if workers else None, **kwargs)
 
     @torch.inference_mode()
     def batches(self, loader: DataLoader, spec: FeatureSpec, dtype: torch.dtype = torch.float16,
