@@ -106,6 +106,9 @@ def check_dist() -> dict:
     dist.init_process_group("nccl")  # also with one GPU: NCCL itself is what is checked
     rank, world = dist.get_rank(), dist.get_world_size()
     env = DistEnv(rank, world, local, torch.device("cuda", local), True)
+    probe = torch.full((1,), float(rank + 1), device=env.device)
+    dist.all_reduce(probe)  # NCCL directly: with one GPU `all_reduce_mean` (world size 1) never calls it
+    nccl_ok = float(probe) == world * (world + 1) / 2
     out = {}
     for kind in ("ddp", "fsdp"):
         enc = load_encoder("vit-tiny")
@@ -128,10 +131,11 @@ def check_dist() -> dict:
         out[kind] = float(all_reduce_mean(loss.detach().float(), env))
     dist.barrier()
     dist.destroy_process_group()
-    ok = all(v == v for v in out.values())
+    ok = nccl_ok and all(v == v and abs(v) != float("inf") for v in out.values())
     return {"check": "dist", "ok": ok, "rank": rank,
             "row": _row(f"DDP + FSDP2 step over NCCL ({world} GPU{'s' if world > 1 else ''})",
-                        f"losses ddp {out['ddp']:.3f}, fsdp {out['fsdp']:.3f}", "finite", "tiny VLM, dual-channel vit-tiny")}
+                        f"losses ddp {out['ddp']:.3f}, fsdp {out['fsdp']:.3f}", "finite",
+                        f"tiny VLM, dual-channel vit-tiny; NCCL all-reduce {'ok' if nccl_ok else 'WRONG'}")}
 
 
 def check_stage3() -> dict:
