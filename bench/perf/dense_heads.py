@@ -40,11 +40,20 @@ def dense_head_grid(args) -> list[PerfRow]:
     def one(n_layers: int = 4):
         train_bank([make(n_layers, 1)], [[1e-3]], data, cfg, device=device)
 
+    def grid_matmuls():  # the grid's irreducible work: logits and weight gradients, fp32, every member
+        for c in (dim, 4 * dim):
+            x = torch.randn(n_rows, c, device=device)
+            weights = torch.randn(len(lrs) * bins.n_bins, c, device=device)
+            for _ in range(iters):
+                (x @ weights.T).T @ x
+
+    n_rows = cfg.batch_size * h * w
     with head_threads(device) as threads:
         one()  # warm-up
         t_one = timed(one)
         t_last = timed(lambda: one(1))
         t_grid = timed(grid)
+        t_mm = timed(grid_matmuls)
     n_heads = 2 * len(lrs)
     t_separate = len(lrs) * (t_one + t_last)
     where = f"batch {cfg.batch_size}, {device.type}{f' x{threads} thread(s)' if threads else ''}"
@@ -54,4 +63,7 @@ def dense_head_grid(args) -> list[PerfRow]:
                 f"{where}"),
         PerfRow("depth linear grid vs its heads run one by one", t_grid / t_separate, None,
                 f"{n_heads} separate runs {t_separate / iters * 1000:.0f} ms/it in all"),
+        PerfRow("depth grid's fp32 matmuls alone vs one last4 head", t_mm / t_one, None,
+                f"logits + weight gradients of the {n_heads} heads {t_mm / iters * 1000:.0f} ms/it (5x one last4 "
+                f"head's FLOPs): the grid's compute floor"),
     ]
