@@ -82,3 +82,17 @@ def test_grounding_head_beats_chance_with_oracle_object_features(twin, monkeypat
     assert ctx.params["text_encoder_used"].startswith("tiny-offline")
     assert m["train_accuracy"] >= 3 * m["chance"], m  # measured 61.9 vs chance 14.3; val 20.0 (10 referrals)
     assert m["acc_at_0.25"] >= m["accuracy"] and 0 < m["chance"] < 50
+
+
+def test_zero_init_residual_layers_start_as_identity():
+    from heads.scene3d.registration import RegistrationHead
+
+    torch.manual_seed(0)
+    f, x = torch.randn(1, 20, 8), torch.randn(1, 20, 3)
+    zero = RegistrationHead(8, 32, 4, 2, 64, zero_init_residual=True)
+    a, b = zero.proj(f), zero.proj(f)
+    for layer in zero.layers:
+        a, b = layer(a, b, zero.pos(x), zero.pos(x))
+    assert torch.equal(a, zero.proj(f))  # every layer the identity at step 0
+    default = RegistrationHead(8, 32, 4, 2, 64)
+    assert default.layers[0].ffn[2].weight.abs().sum() > 0  # REGTR's (PyTorch default) init otherwise

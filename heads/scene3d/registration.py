@@ -82,11 +82,17 @@ class CrossEncoderLayer(nn.Module):
 
 
 class RegistrationHead(nn.Module):
-    def __init__(self, dim: int, d_model: int = 256, nhead: int = 8, layers: int = 6, ffn: int = 1024):
+    def __init__(self, dim: int, d_model: int = 256, nhead: int = 8, layers: int = 6, ffn: int = 1024,
+                 zero_init_residual: bool = False):
         super().__init__()
         self.proj = nn.Linear(dim, d_model)
         self.pos = SinePosEmbedding(d_model)
         self.layers = nn.ModuleList(CrossEncoderLayer(d_model, nhead, ffn) for _ in range(layers))
+        if zero_init_residual:  # every layer starts as the identity (not REGTR's init; a config knob, docs/3d.md)
+            for layer in self.layers:
+                for out in (layer.self_attn.out_proj, layer.cross_attn.out_proj, layer.ffn[2]):
+                    nn.init.zeros_(out.weight)
+                    nn.init.zeros_(out.bias)
         self.norm = nn.LayerNorm(d_model)
         self.q_proj, self.k_proj = nn.Linear(d_model, d_model), nn.Linear(d_model, d_model)
         self.overlap = nn.Linear(d_model, 1)

@@ -55,6 +55,7 @@ class RegistrationConfig(LiftConfig):
     overlap_rule: str = "vertex"  # (a) vertex identity; "radius": REGTR nearest-neighbour < overlap_radius
     overlap_radius: float = 0.0375
     train_pose: str = "fixed"  # fixed: the pose file's; "random": a fresh random rigid pose each epoch (twins)
+    zero_init_residual: bool = False  # True: attention / FFN output projections start at zero (not REGTR's init)
     train_seed: int = 1234
 
     def __post_init__(self) -> None:

@@ -69,7 +69,7 @@ def build_pairs(data: SceneSet, split: str, cfg: RegistrationConfig) -> tuple[li
 
 def train_head(pairs: list[Pair], dim: int, cfg: RegistrationConfig, log=None) -> RegistrationHead:
     torch.manual_seed(cfg.train_seed)
-    model = RegistrationHead(dim, cfg.d_model, cfg.nhead, cfg.layers, cfg.ffn)
+    model = RegistrationHead(dim, cfg.d_model, cfg.nhead, cfg.layers, cfg.ffn, cfg.zero_init_residual)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     g = torch.Generator().manual_seed(cfg.train_seed)
     rng = np.random.default_rng(cfg.train_seed)

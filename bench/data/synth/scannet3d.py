@@ -56,6 +56,9 @@ PRESETS3D = {
     "tiny": Preset3D("tiny", n_scenes=3, views=12, voxel=0.10, min_objects=6, max_objects=8, stride=3),
     "small": Preset3D("small", n_scenes=9, views=24, voxel=0.07),
     "full": Preset3D("full", n_scenes=60, views=48, voxel=0.05, val_every=5, stride=1),
+    # held-out oracle tests (tests/test_scene3d_heldout.py): 20 train / 10 val scenes, coarse and few views
+    # (a CPU-test cost); a registration cloud keeps every seen vertex at points=1024
+    "heldout": Preset3D("heldout", n_scenes=30, views=8, voxel=0.45, min_objects=6, max_objects=8, stride=4),
 }
 
 
