@@ -118,6 +118,8 @@ def non_finite_error(encoder: Encoder, output: str, source: torch.Tensor, stored
         f"{source.shape[0]}): the encoder itself produced them (broken or NaN weights?). Nothing was cached for them.")
 
 
+IN_PROCESS_DECODE_CORES = 2  # measured there (docs/benchmarks.md); larger machines keep their loader workers
+
 # which (images, transform) an extraction forwards: the tasks-all perf case counts each once (its floor)
 timing_key: contextvars.ContextVar[str] = contextvars.ContextVar("timing_key", default="direct")
 
@@ -130,12 +132,14 @@ class Extractor:
     num_workers: int = 1
 
     def loader_workers(self) -> int:
-        """Loader worker processes for this extraction: `num_workers`, except on a CPU whose every core
-        runs a forward thread. There no core is idle to hide decoding on; a worker only preempts one
-        forward thread and the others wait for it at the next OpenMP barrier (vit-tiny on 2 cores:
-        1.22x a bare forward with a worker, 1.07x decoding between batches in this process). Same
-        batches, same order, same numbers either way."""
-        if self.device.type == "cpu" and torch.get_num_threads() >= (os.cpu_count() or 1):
+        """Loader worker processes for this extraction: `num_workers`, except on a small CPU machine
+        whose every core runs a forward thread. There no core is idle to hide decoding on; a worker
+        only preempts one forward thread and the others wait for it at the next OpenMP barrier
+        (vit-tiny on 2 cores: 1.22x a bare forward with a worker, 1.07x decoding between batches in
+        this process). Many cores forward so fast that serial decoding would dominate: they keep
+        their workers. Same batches, same order, same numbers either way."""
+        cores = os.cpu_count() or 1
+        if self.device.type == "cpu" and cores <= IN_PROCESS_DECODE_CORES and torch.get_num_threads() >= cores:
             return 0
         return self.num_workers
 
