@@ -53,6 +53,27 @@ def test_unknown_objective_is_refused_with_suggestions():
         TEST_RECIPE.with_overrides(objective="simclr+ma")
 
 
+def test_command_line_overrides_are_typed():
+    """`--set` values arrive as strings: "false" must switch a boolean off (bool("false") is True)."""
+    r = TEST_RECIPE.with_overrides(mae_norm_pix="false", steps="7", mask_ratio="0.5")
+    assert r.mae_norm_pix is False and r.steps == 7 and r.mask_ratio == 0.5
+    assert TEST_RECIPE.with_overrides(mae_norm_pix="True").mae_norm_pix is True
+    assert r.hash() != TEST_RECIPE.with_overrides(mae_norm_pix="false", steps="7").hash()
+    with pytest.raises(ValueError, match="true or false"):
+        TEST_RECIPE.with_overrides(mae_norm_pix="nope")
+
+
+def test_raw_pixel_reconstruction_target_keeps_brightness():
+    from bench.pretrain.mae import mae_loss
+
+    images = torch.zeros(1, 3, 4, 4)
+    images[..., :2, :] = 2.0  # four 2x2 patches, two flat bright ones and two flat dark ones
+    keep = torch.tensor([[0]])  # patch 0 visible, patches 1-3 masked
+    zero = torch.zeros(1, 4, 12)
+    assert mae_loss(zero, images, keep, 2, norm_pix=True).item() == pytest.approx(0.0)  # flat patches normalise to 0
+    assert mae_loss(zero, images, keep, 2, norm_pix=False).item() == pytest.approx(4.0 / 3)  # one bright masked patch
+
+
 def test_crops_are_inside_each_image():
     from bench.pretrain.data import MultiCrop, _boxes
 

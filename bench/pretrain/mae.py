@@ -65,11 +65,14 @@ def encode_visible(model: nn.Module, images: torch.Tensor, mask_ratio: float) ->
     return model.norm(x), keep, n
 
 
-def mae_loss(pred: torch.Tensor, images: torch.Tensor, keep: torch.Tensor, p: int) -> torch.Tensor:
-    """Mean squared error on the masked patches of per-patch-normalised pixels."""
+def mae_loss(pred: torch.Tensor, images: torch.Tensor, keep: torch.Tensor, p: int,
+             norm_pix: bool = True) -> torch.Tensor:
+    """Mean squared error on the masked patches: per-patch-normalised pixels (MAE's norm_pix_loss), or
+    the (dataset-normalised) pixels themselves, whose brightness and colour the encoder must then keep."""
     target = patchify(images, p)
-    mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
-    target = (target - mean) / (var + 1e-6).sqrt()
+    if norm_pix:
+        mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
+        target = (target - mean) / (var + 1e-6).sqrt()
     masked = torch.ones(target.shape[:2], device=images.device)
     masked.scatter_(1, keep, 0.0)
     err = ((pred - target) ** 2).mean(-1)

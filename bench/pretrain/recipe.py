@@ -56,6 +56,7 @@ class PretrainRecipe:
     mae_size: int = 112  # mae / simclr+mae: the reconstructed view (224 measured: no better, 2x the time)
     mae_scale: tuple[float, float] = (0.4, 1.0)
     mask_ratio: float = 0.75
+    mae_norm_pix: bool = True  # MAE's norm_pix_loss (per-patch normalised targets); False: raw pixels
     mae_weight: float = 1.0  # simclr+mae: weight of the reconstruction loss
     dec_dim: int = 128
     dec_depth: int = 2
@@ -103,9 +104,20 @@ class PretrainRecipe:
 
             raise ValueError(f"unknown pretrain setting(s) {bad}; close: "
                              f"{[s for b in bad for s in did_you_mean(b, list(fields))]}")
-        typed = {k: type(getattr(self, k))(v) if not isinstance(getattr(self, k), tuple) else tuple(v)
-                 for k, v in kw.items()}
+        typed = {k: _typed(k, getattr(self, k), v) for k, v in kw.items()}
         return replace(self, **typed)
+
+
+def _typed(key: str, default, value):
+    """`value` as the type of the field's default (``bool("false")`` would be True: booleans are parsed)."""
+    if isinstance(default, tuple):
+        return tuple(value)
+    if isinstance(default, bool) and isinstance(value, str):
+        low = value.strip().lower()
+        if low not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"pretrain setting {key}={value!r}: expected true or false")
+        return low in ("true", "1", "yes")
+    return type(default)(value)
 
 
 OBJECTIVES = {"dino": "DINO self-distillation", "simclr": "SimCLR contrastive (NT-Xent)",

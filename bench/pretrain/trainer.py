@@ -151,7 +151,7 @@ def _loop(r: PretrainRecipe, root: Path, files: list[Path], dhash: str, out: Pat
         elif r.objective == "mae":
             p = student.model.patch_embed.patch_size[0]
             tokens, keep, n = encode_visible(student.model, crops[0], r.mask_ratio)
-            loss = mae_loss(student.head(tokens, keep, n, grid_of(crops[0], p)), crops[0], keep, p)
+            loss = mae_loss(student.head(tokens, keep, n, grid_of(crops[0], p)), crops[0], keep, p, r.mae_norm_pix)
             monitor = {}
         else:  # SimCLR on the two global crops (+ MAE on a third view: the patch tokens dense probes read)
             z1, z2 = student(crops[:2]).chunk(2)
@@ -161,7 +161,8 @@ def _loop(r: PretrainRecipe, root: Path, files: list[Path], dhash: str, out: Pat
                 image = augment.plain(canvas[idx], sizes[idx])
                 p = student.model.patch_embed.patch_size[0]
                 tokens, keep, n = encode_visible(student.model, image, r.mask_ratio)
-                reconstruction = mae_loss(student.decoder(tokens, keep, n, grid_of(image, p)), image, keep, p)
+                reconstruction = mae_loss(student.decoder(tokens, keep, n, grid_of(image, p)), image, keep, p,
+                                          r.mae_norm_pix)
                 monitor["mae_loss"] = float(reconstruction.detach())
                 loss = loss + r.mae_weight * reconstruction
         if not torch.isfinite(loss):
