@@ -279,7 +279,7 @@ def test_data_error_forms_and_dataloader_round_trip():
 
 # ============================================================================== 4. unreadable inputs
 
-def test_truncated_jpeg_in_an_imagefolder_through_a_dataloader_worker(tmp_path, counting_encoder):
+def test_truncated_jpeg_in_an_imagefolder_through_a_dataloader_worker(tmp_path, counting_encoder, monkeypatch):
     from bench.data.imagefolder import ImageFolder
     from bench.data.transforms import EvalTransform
 
@@ -290,6 +290,9 @@ def test_truncated_jpeg_in_an_imagefolder_through_a_dataloader_worker(tmp_path, 
         ds[4]
     one_line(err.value, str(bad), "truncated")
     ex = Extractor(counting_encoder, device=torch.device("cpu"), batch_size=2, num_workers=1)
+    # a 2-core machine decodes in process (Extractor.loader_workers): keep the worker this test is about
+    monkeypatch.setattr(Extractor, "loader_workers", lambda self: self.num_workers)
+    assert ex.loader(ds).num_workers == 1
     with pytest.raises(Exception) as err:  # re-raised by torch in the main process as type(message)
         FeatureCache(tmp_path / "cache").get_or_extract(ex, ds, identity=ds.identity(), transform="t",
                                                         spec=FeatureSpec(), progress=False)
