@@ -114,7 +114,7 @@ def test_chain_answers_follow_the_models_own_earlier_answers(healthy, shared_hom
 
     seen = []
 
-    def fake_generate(vlm, tok, msgs, pixels, max_new_tokens, device):
+    def fake_generate(vlm, tok, msgs, visual, max_new_tokens, device):
         seen.append([dict(m) for m in msgs])
         return f"answer {len(seen)}"
 
@@ -127,9 +127,11 @@ def test_chain_answers_follow_the_models_own_earlier_answers(healthy, shared_hom
         def train(self, mode=True):
             return self
 
+    encoded = []
     monkeypatch.setattr(A, "_generate", fake_generate)
-    vlm = type("V", (), {"llm": _LLM()})()
+    vlm = type("V", (), {"llm": _LLM(), "visual_tokens": lambda self, px: encoded.append(px) or px})()
     out = A.answer(vlm, None, lambda im: __import__("torch").zeros(3, 4, 4), qs[:13])
+    assert len(encoded) == 2  # the image is encoded once per conversation, not once per turn
     assert out == [f"answer {k}" for k in range(1, 14)]
     assert seen[0] == [{"role": "user", "content": f"{IMAGE_TOKEN}\n{qs[0].question}"}]
     assert seen[2][1] == {"role": "assistant", "content": "answer 1"} and seen[2][3]["content"] == "answer 2"

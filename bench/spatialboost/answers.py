@@ -155,15 +155,16 @@ def summarise(questions: list[Question], answers: list[str], prior: dict[str, ob
     return out
 
 
-def _generate(vlm, tokenizer, msgs: list[dict], pixels, max_new_tokens: int, device) -> str:
-    """Greedy continuation of a chat (stop at <|im_end|>) with the LLM's KV cache."""
+def _generate(vlm, tokenizer, msgs: list[dict], visual, max_new_tokens: int, device) -> str:
+    """Greedy continuation of a chat (stop at <|im_end|>) with the LLM's KV cache; `visual` = the
+    conversation's image tokens (`vlm.visual_tokens`, encoded once per conversation)."""
     from bench.vlm.tokenizer import IM_END
 
     ids = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
     ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
     stop = tokenizer.convert_tokens_to_ids(IM_END)
     t = torch.tensor([ids], device=device)
-    emb, mask, _, pos = vlm.splice(t, torch.ones_like(t), None, vlm.visual_tokens(pixels), [1])
+    emb, mask, _, pos = vlm.splice(t, torch.ones_like(t), None, visual, [1])
     embed = vlm.llm.get_input_embeddings()
     new: list[int] = []
     past = None
@@ -193,15 +194,15 @@ def answer(vlm, tokenizer, transform, questions: list[Question], max_new_tokens:
     vlm.llm.eval()
     out: list[str] = []
     msgs: list[dict] = []
-    pixels, current = None, None
+    visual, current = None, None
     for q in questions:
-        if q.chain < 0 or q.chain != current:  # a new conversation
+        if q.chain < 0 or q.chain != current:  # a new conversation: its image is encoded once
             with Image.open(q.image) as im:
-                pixels = transform(im.convert("RGB"))[None].to(device)
+                visual = vlm.visual_tokens(transform(im.convert("RGB"))[None].to(device))
             msgs, current = [], (q.chain if q.chain >= 0 else None)
         content = q.question if msgs else f"{IMAGE_TOKEN}\n{q.question}"
         msgs.append({"role": "user", "content": content})
-        text = _generate(vlm, tokenizer, msgs, pixels, max_new_tokens, device)
+        text = _generate(vlm, tokenizer, msgs, visual, max_new_tokens, device)
         msgs.append({"role": "assistant", "content": text})
         out.append(text)
     vlm.llm.train(was)

@@ -26,6 +26,7 @@ STAGES = (1, 2, 3)
 MODES = ("dual", "lora", "full")
 OBJECTIVES = ("llm", "simple-ft")
 VIEWS = ("multi", "single")
+ANSWER_MODES = ("chain", "standalone")
 
 
 @dataclass
@@ -171,8 +172,8 @@ def resolve_config(dotlist: list[str] | None = None, yaml_path: str | Path | Non
         raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
     if cfg.objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {cfg.objective!r}")
-    if cfg.answer_mode not in ("chain", "standalone"):
-        raise ValueError(f"answer_mode must be chain | standalone, got {cfg.answer_mode!r}")
+    if cfg.answer_mode not in ANSWER_MODES:
+        raise ValueError(f"answer_mode must be one of {ANSWER_MODES}, got {cfg.answer_mode!r}")
     if cfg.views not in VIEWS:
         raise ValueError(f"views must be one of {VIEWS}, got {cfg.views!r}")
     settings = ablation_settings(cfg)
@@ -294,6 +295,6 @@ def train_command(name: EncoderName | str, preset: str = "tiny") -> str:
     return f"bench sb train --encoder {name} --stage all{extra}"
 
 
-__all__ = ["MODES", "OBJECTIVES", "STAGES", "VIEWS", "StageConfig", "TINY_PROFILE", "TrainConfig", "ablation_settings",
+__all__ = ["ANSWER_MODES", "MODES", "OBJECTIVES", "STAGES", "VIEWS", "StageConfig", "TINY_PROFILE", "TrainConfig", "ablation_settings",
            "add_train_arguments", "config_dict", "config_from_args", "flatten", "llm_spec", "method_name",
            "output_dir", "output_name", "parse_stages", "recipe_levels", "resolve_config", "train_command"]

@@ -155,8 +155,8 @@ def _stages_to_run(cfg) -> tuple[tuple[int, ...], Path | None]:
     from bench.spatialboost.config import ablation_settings
 
     settings = ablation_settings(cfg)
-    if any(settings[k] != SB_DEFAULTS[k] for k in ("objective", "order", "levels", "views")):
-        return STAGES, None  # another recipe: the method's stage 2 does not fit
+    if any(v != SB_DEFAULTS[k] for k, v in settings.items() if k != "mode"):
+        return STAGES, None  # only the stage-3 mode may differ: otherwise the method's stage 2 does not fit
     resume = checkpoints_root() / method_name(cfg) / "stage2.safetensors"
     if not resume.is_file():
         return STAGES, None

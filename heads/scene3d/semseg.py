@@ -73,4 +73,3 @@ def scene_confusions(model: LinearProbe3D, scenes: list[SemsegScene]) -> np.ndar
     """(scenes, 20, 20) confusion matrices: summed, the metrics; per scene, the bootstrap's items."""
     confs = [confusion(model(s.feat).argmax(-1).numpy(), s.label.numpy()) for s in scenes]
     return np.stack(confs) if confs else np.zeros((0, NUM_CLASSES, NUM_CLASSES), np.int64)
-

@@ -12,14 +12,13 @@ from bench.metrics.classification import topk_accuracy, topk_hits
 from bench.search import cosine_topk, resolve_backend
 from bench.task import FeatureProbe, FeatureRequest, ItemScores, TaskResult
 from heads.knn import KnnConfig, effective_ks, knn_vote
-
-# The linear probe's spec (CLS + average-pooled patches of the last 4 blocks): one cache entry, one
-# extraction serves both probes of the same images; kNN reads the last block's CLS of it.
-SHARED_BLOCKS = 4
+from tasks.classification.linear import LinearProbeConfig, cached_spec
 
 
 def cls_spec(num_blocks: int) -> FeatureSpec:
-    return FeatureSpec(outputs=("cls", "avgpool"), n_last_blocks=min(SHARED_BLOCKS, num_blocks))
+    """The linear probe's cache entry at its default depth: one extraction of the same images serves
+    both probes; kNN reads the last block's CLS of it."""
+    return cached_spec(LinearProbeConfig().n_blocks, num_blocks)
 
 
 class KnnProbe(FeatureProbe):

@@ -60,6 +60,12 @@ def train_transform(preprocess) -> T.Compose:
                       T.Normalize(preprocess.mean, preprocess.std)])
 
 
+def cached_spec(n_blocks: int, encoder_blocks: int) -> FeatureSpec:
+    """The cached features the probe reads (CLS + average-pooled patches of the last `n_blocks`); kNN
+    asks for the same entry, so one extraction of the images serves both probes."""
+    return FeatureSpec(("cls", "avgpool"), min(n_blocks, encoder_blocks))
+
+
 def augmented_batches(ctx: EvalContext, train_idx: np.ndarray, n_blocks: int, batch_size: int):
     """(cls, avgpool, y) per batch, encoded online by the frozen encoder from freshly augmented images."""
     dataset = ImageFolder(ctx.root, "train", train_transform(ctx.encoder.preprocess))
@@ -85,7 +91,7 @@ class LinearProbe(FeatureProbe):
         train, val = ImageFolder(ctx.root, "train", transform), ImageFolder(ctx.root, "val", transform)
         if train.classes != val.classes:
             raise ValueError(f"train and val class folders differ under {ctx.root}")
-        spec = FeatureSpec(("cls", "avgpool"), min(cfg.n_blocks, ctx.encoder.num_blocks))
+        spec = cached_spec(cfg.n_blocks, ctx.encoder.num_blocks)
         return {s: FeatureRequest(d, spec, d.identity(), transform.describe()) for s, d in (("train", train), ("val", val))}
 
     def fit(self, ctx: EvalContext, cfg: LinearProbeConfig, inputs, features):
