@@ -212,7 +212,9 @@ def tasks_all(args) -> list[PerfRow]:
     phases = breakdown(times, wall)
     parts = ", ".join(f"{k} {v:.0f}s" for k, v in phases.items())
     images = sum(passes.values())
-    rows = [PerfRow(f"tasks-all vs floor ({ENCODER}, synthetic twins, tiny)", wall / floor, 1.5,
+    from bench.data.sources import DEFAULT_SYNTH_PRESET  # the run's preset: BENCH_* variables are dropped above
+
+    rows = [PerfRow(f"tasks-all vs floor ({ENCODER}, synthetic twins, {DEFAULT_SYNTH_PRESET})", wall / floor, 1.5,
                     f"{wall:.0f}s vs {floor:.0f}s floor ({images} forward passes at {len(passes)} resolutions; "
                     f"{forwarded(counts)} forwarded); {parts}" + (f"; {'; '.join(unbooked_targets)}"
                                                                   if unbooked_targets else "")),
