@@ -44,6 +44,7 @@ from bench.feature_store import (STORAGE_DTYPES, CacheRepairWarning, FeatureStor
                                  part_name)
 from bench.io import atomic_path, read_json, write_json
 from bench.paths import cache_root
+from bench.run_memo import RunMemo
 
 OUTPUTS = ("cls", "avgpool", "patches")
 CACHE_FORMAT = 2
@@ -190,6 +191,14 @@ class Extractor:
         return {k: torch.cat(v) for k, v in chunks.items()}
 
 
+def loader_seed_draw() -> None:
+    """Draw from the global torch generator what an extraction's DataLoader draws when it starts (one
+    int64, its base seed). A task whose later work draws from the global generator (dropout) calls it
+    after a read served without extraction, so its numbers do not depend on whether this task or an
+    earlier one extracted the entry."""
+    torch.empty((), dtype=torch.int64).random_()
+
+
 def shard_batches(shards: list[tuple[int, int]], batch_size: int) -> list[list[int]]:
     """Index batches that never straddle a shard boundary, so each shard can be written when complete."""
     return [list(range(b, min(b + batch_size, e))) for s, e in shards for b in range(s, e, batch_size)]
@@ -207,7 +216,8 @@ class FeatureCache:
     """Feature cache under `root` (default `$BENCH_HOME/cache/features`).
 
     `dtype`: storage dtype, `torch.float16` (default, half the disk) or `torch.float32` (for encoders
-    whose features exceed fp16's range, |x| > 65504). Part of the key: both can coexist."""
+    whose features exceed fp16's range, |x| > 65504). Part of the key: both can coexist.
+    One instance serves a whole run, so it also carries the run's `memo` (`bench.run_memo`)."""
 
     def __init__(self, root: str | Path | None = None, shard_size: int = 1024, dtype: torch.dtype = torch.float16):
         self.root = Path(root) if root else cache_root() / "features"
@@ -216,6 +226,7 @@ class FeatureCache:
         self.dtype = dtype
         self.stats = CacheStats()
         self.touched: list[str] = []  # entry folders read since the last reset (the runner's manifest)
+        self.memo = RunMemo()  # targets / baselines several tasks of this run derive identically
 
     @staticmethod
     def key(encoder: Encoder, dataset_identity: dict, transform: str, spec: FeatureSpec,

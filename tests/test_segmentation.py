@@ -405,14 +405,14 @@ def test_fast_variant_learns_colours_and_logs_everything(colour_scenes, tmp_path
     assert set(result.breakdown) == {f"class:{c}" for c in per_class}
     for c, row in per_class.items():
         assert result.breakdown[f"class:{c}"]["IoU"] == row["IoU"] and result.breakdown[f"class:{c}"]["Acc"] == row["Acc"]
-    # +ms: 4 blocks, multi-scale + flip through SegTTAModel (new features for 4 blocks)
+    # +ms: 4 blocks, multi-scale + flip through SegTTAModel (train features: the linear head's 4-block entry)
     seen = enc.images_seen
     result_ms, ctx_ms, cfg_ms = _run("synth-seg-ms", enc, colour_scenes, tmp_path, fast_iters=150, fast_batch=8)
     out_ms = result_ms.metrics
     assert out_ms["mIoU"] > out_ms["mIoU_majority_baseline"] + 20 and cfg_ms.max_val_images == 32
     assert ctx_ms.params["test_tta"].startswith("multiscale") and "+flip" in ctx_ms.params["test_tta"]
     assert ctx_ms.params["val_images"] == "3 (all)"
-    assert enc.images_seen - seen >= 12 + 3 * 10  # new features for 4 blocks + 10 augmented views per val image
+    assert enc.images_seen - seen >= 3 * 10  # 10 augmented views per val image (tests/test_perf_reuse.py: exact)
 
 
 def test_fast_variant_tests_on_the_configured_val_subset(colour_scenes, tmp_path):

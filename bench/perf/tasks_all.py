@@ -63,10 +63,12 @@ BOOKINGS = {
     "bench.data.segmentation:SegData.dataset": "targets",
     "bench.data.segmentation:load_label_maps": "targets",
     "tasks.segmentation.probe:majority_baseline": "evaluation",
+    "tasks.segmentation.probe:annotations_key": "targets",  # the run memo's key: annotation files' identity
     "bench.viz:segmentation_examples": "pictures",
     # depth (16-bit ground truth read and resized to the head's grid), pictures
     "bench.data.nyu:DepthDataset.raw_depth": "targets",
     "tasks.depth.probe:resized_targets": "targets",
+    "tasks.depth.probe:shared_ground_truth": "targets",  # read once per run (the run memo)
     "tasks.depth.probe:depth_examples": "pictures",
     # VLM twins: the stage-2 VLM they answer with is trained first (once per encoder and preset)
     "bench.spatialboost.vlm_checkpoint:ensure_stage2": "head_training",

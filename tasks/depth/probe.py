@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from bench.context import EvalContext
+from bench.data.fingerprint import files_identity
 from bench.data.kitti import KITTIDepth
 from bench.data.nyu import (DepthInputTransform, NYUDepth, encoder_input_size, held_out_split, resized_targets,
                             strided_train_view)
@@ -47,6 +48,42 @@ def _patches(store):
     """The patch features as rows read on demand from the cache's memory-mapped shards (a split larger
     than memory, e.g. every NYU train frame, is never loaded whole)."""
     return store.column("patches") if hasattr(store, "column") else store["patches"]
+
+
+class GroundTruth:
+    """A split's ground truth (dataset units, cropped) held in memory: `raw_depth(i)` / `depth(i)` as
+    the dataset gives them, read once per run."""
+
+    def __init__(self, maps: list[np.ndarray], depth_scale: float):
+        self.maps, self.depth_scale = maps, depth_scale
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+    def raw_depth(self, i: int) -> np.ndarray:
+        return self.maps[i]
+
+    def depth(self, i: int) -> np.ndarray:
+        return self.maps[i].astype(np.float32) / self.depth_scale
+
+
+def shared_ground_truth(ctx: EvalContext, ds):
+    """The ground truth of `ds` (a split or a view of one) through the run's memo: the linear and the
+    DPT probe of one run read the same frames, so the second reuses the first's reads. Keyed by the
+    depth and image files (paths, sizes, mtimes), the crop and the frames; `ds` itself where the maps
+    would not fit the memo (a full-size train split is read on demand as before)."""
+    base, idx = (ds.base, list(ds.indices)) if hasattr(ds, "indices") else (ds, list(range(len(ds))))
+    memo = getattr(ctx.cache, "memo", None)
+    h, w = base.image_size()
+    hint = len(idx) * h * w * 2  # uint16 maps
+    if memo is None or not memo.fits(hint):
+        return ds
+    samples = [base.samples[i] for i in idx]
+    files = files_identity([s.depth for s in samples] + [s.image for s in samples], base.root)
+    key = {"depth_ground_truth": type(base).__name__, "split": base.split, "crop": base.crop_name,
+           "scale": base.depth_scale, **files}
+    maps = memo.get(key, lambda: [np.ascontiguousarray(ds.raw_depth(i)) for i in range(len(ds))], hint)
+    return GroundTruth(maps, base.depth_scale)
 
 
 @dataclass
@@ -96,8 +133,8 @@ class DepthProbe(FeatureProbe):
         size, stride = view.transform.size, cfg.train.target_stride
         target_hw = (size[0] // stride, size[1] // stride)
         f = features["train"]
-        all_train = DepthFeatures(_patches(f), f["cls"], resized_targets(view, target_hw, ctx.progress),
-                                  view.base.depth_scale)
+        targets = resized_targets(shared_ground_truth(ctx, view), target_hw, ctx.progress)
+        all_train = DepthFeatures(_patches(f), f["cls"], targets, view.base.depth_scale)
         tr_idx, va_idx = held_out_split([view.base.groups[i] for i in view.indices], cfg.val_fraction, ctx.seed)
         data_tr, data_va = all_train.subset(tr_idx), all_train.subset(va_idx)
         ev = self.eval_config(cfg)
@@ -122,6 +159,7 @@ class DepthProbe(FeatureProbe):
 
     def score(self, ctx: EvalContext, cfg: DepthProbeConfig, fitted: Fitted, inputs, features) -> TaskResult:
         test, ev, best = inputs["test"].dataset, self.eval_config(cfg), fitted.best
+        truth = shared_ground_truth(ctx, test)
         head = fitted.bank.head(best)
         meter, meter_const = DepthMeter(ev), DepthMeter(ev)
         feats = DepthFeatures(_patches(features["test"]), features["test"]["cls"])
@@ -136,7 +174,7 @@ class DepthProbe(FeatureProbe):
                 pred = (pred + pflip.flip(-1)) / 2  # flip TTA: average with the un-flipped flipped prediction
             pred = pred[0]  # (B, 1, h, w) of the selected head
             for j, i in enumerate(idx.tolist()):
-                gt = test.depth(i)
+                gt = truth.depth(i)
                 up = F.interpolate(pred[j:j + 1], size=gt.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
                 meter.update(up, gt)
                 meter_const.update(np.full(gt.shape, fitted.const, dtype=np.float32), gt)

@@ -27,7 +27,7 @@ import torch
 
 from bench import timing
 from bench.context import EvalContext
-from bench.features import FeatureSpec
+from bench.features import FeatureSpec, loader_seed_draw
 from bench.metrics import Metric
 from bench.metrics.segmentation import (bank_miou, majority_baseline, majority_class, per_class_breakdown,
                                         per_class_table, quiet_compute)
@@ -37,6 +37,9 @@ from tasks.segmentation.faithful import Trained, train_faithful
 
 PER_IMAGE_COUNTS = "per_image_counts"  # run_test also returns each image's intersection / union counts
 PER_IMAGE_ACC_COUNTS = "per_image_acc_counts"  # ... and its correct / labelled pixel counts (mAcc, aAcc)
+# the fast variant caches the train images' last 4 blocks for either head (the +ms head's input; the
+# linear head reads the last of them): one extraction serves both heads of a run
+CACHED_BLOCKS = 4
 # how the fast variant picks its bank member (the direction is what matters: higher is better)
 SELECTION = Metric("holdout_mIoU", True, "mIoU (%) of a bank member on the part of train held out for selection",
                    "%", "diagnostic")
@@ -70,7 +73,9 @@ class SegProbe(Task):
         metrics, per_class, examples = run_test(ctx, trained, data, cfg, self.multiscale, val_idx)
         counts = metrics.pop(PER_IMAGE_COUNTS)  # (images, 2, classes): intersection, union per class
         acc_counts = metrics.pop(PER_IMAGE_ACC_COUNTS)  # (images, 2, classes): correct, labelled pixels
-        baseline = majority_baseline(data, trained.majority_class, val_idx)
+        baseline = annotations_memo(ctx, lambda: annotations_key(data, "val"),
+                                    lambda: majority_baseline(data, trained.majority_class, val_idx),
+                                    what="majority_baseline", majority=trained.majority_class, indices=val_idx)
         classes = data.metainfo()["classes"]
         ctx.log_params(
             features=f"patches-last-{n_last}-blocks" + ("-concat" if n_last > 1 else ""),
@@ -92,6 +97,27 @@ class SegProbe(Task):
                                  "aAcc": ItemScores(acc_counts, "ratio", 100.0)})
 
 
+def annotations_key(data, split: str) -> dict:
+    """What a value derived from `split`'s annotations depends on: the annotation files (paths, sizes,
+    mtimes), the class list and the label reduction."""
+    from bench.data.fingerprint import files_identity
+
+    ds = data.dataset(split)
+    labels = [Path(ds.get_data_info(i)["seg_map_path"]) for i in range(len(ds))]
+    return {"seg_annotations": data.kind, "split": split, "classes": list(data.classes),
+            "reduce_zero_label": data.reduce_zero_label, **files_identity(labels, data.dataset_root)}
+
+
+def annotations_memo(ctx: EvalContext, key, compute, **what):
+    """`compute()` once per run (both heads of a run read the same label maps and baseline); `key` is
+    `annotations_key(...)` or a function giving it (not computed where the context has no run memo)."""
+    memo = getattr(ctx.cache, "memo", None)
+    if memo is None:
+        return compute()
+    key = key() if callable(key) else key
+    return memo.get({**key, **{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in what.items()}}, compute)
+
+
 # ------------------------------------------------------------------------------ fast variant
 def fast_size(ctx: EvalContext, cfg: SegConfig) -> int:
     p = ctx.encoder.preprocess.patch_size
@@ -109,13 +135,22 @@ def train_fast(ctx: EvalContext, data, cfg: SegConfig, n_last: int) -> Trained:
     enc, device = ctx.encoder, ctx.device
     p, size = enc.preprocess.patch_size, fast_size(ctx, cfg)
     images = ResizedSegImages(data, "train", (size, size), enc.preprocess.mean, enc.preprocess.std)
+    cached = max(n_last, min(CACHED_BLOCKS, enc.num_blocks))
+    extracted = ctx.cache.stats.extracted
     feats = ctx.features(images, images.identity(), images.describe(),
-                         FeatureSpec(outputs=("patches",), n_last_blocks=n_last), "train")["patches"]
+                         FeatureSpec(outputs=("patches",), n_last_blocks=cached), "train")["patches"][:, -n_last:]
+    if ctx.cache.stats.extracted == extracted:  # e.g. the other head's entry: the RNG as if extracted here
+        loader_seed_draw()
     n, L, h, w, d = feats.shape
     up = min(2, p)  # loss resolution: `up` x the patch grid
-    labels = torch.from_numpy(np.stack(load_label_maps(data, "train", (up * h, up * w)))).long()
+    train_key = annotations_key(data, "train") if getattr(ctx.cache, "memo", None) is not None else None
+    maps = annotations_memo(ctx, train_key, lambda: load_label_maps(data, "train", (up * h, up * w)),
+                            what="label_maps", size_hw=[up * h, up * w])
+    labels = torch.from_numpy(np.stack(maps)).long()
     num_classes = data.num_classes
-    majority = majority_class(data, num_classes)  # on full-resolution annotations, as in the faithful variant
+    # on full-resolution annotations, as in the faithful variant
+    majority = annotations_memo(ctx, train_key, lambda: majority_class(data, num_classes), what="majority_class",
+                                num_classes=num_classes)
 
     gen = ctx.generator()
     perm = torch.randperm(n, generator=gen)
@@ -145,7 +180,7 @@ def train_fast(ctx: EvalContext, data, cfg: SegConfig, n_last: int) -> Trained:
     model.to(device)
     params = {
         "train_aug": f"none (cached features of {size}x{size} resized images)",
-        "fast.size": size, "fast.iters": iters, "fast.batch": batch,
+        "fast.size": size, "fast.cached_blocks": cached, "fast.iters": iters, "fast.batch": batch,
         "fast.optimizer": f"AdamW(wd={cfg.weight_decay:g})",
         "fast.schedule": f"linear-warmup {warm} + poly(1.0)",
         "fast.loss_resolution": f"{up}x patch grid ({up * h}x{up * w})",
