@@ -173,3 +173,83 @@ def test_runner_plans_pretraining_and_the_zoo_loads_it(synth_tiny, monkeypatch):
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         assert not torch.equal(enc(x).patches, base(x).patches)
+
+
+# ---- multi-view objectives (bench/pretrain/multiview.py, mvstep.py, croco.py)
+
+
+def test_frustum_overlap_of_known_cameras():
+    """Same camera: everything seen; facing away: nothing; one step back on the same axis: it sees all of
+    the front camera's frustum samples, but not the reverse (overlap is directional)."""
+    import numpy as np
+
+    from bench.pretrain.multiview import frustum_overlap
+
+    K = np.array([[100.0, 0, 50], [0, 100.0, 40], [0, 0, 1]])
+    front, back, away = np.eye(4), np.eye(4), np.diag([-1.0, 1.0, -1.0, 1.0])  # away: rotated 180 deg about y
+    back[2, 3] = -1.0
+    o = frustum_overlap(np.stack([front, back, away]), K, (100, 80))
+    assert o[0, 0] == 1.0 and o[0, 2] == 0.0 and o[2, 0] == 0.0
+    assert o[0, 1] == 1.0 and o[1, 0] < 0.5
+
+
+def test_scene_contrastive_is_nt_xent_for_pairs_and_prefers_the_right_pairing():
+    from bench.pretrain.contrastive import nt_xent
+    from bench.pretrain.multiview import scene_contrastive
+
+    torch.manual_seed(0)
+    z1, z2 = torch.randn(6, 8), torch.randn(6, 8)
+    assert scene_contrastive(z1, z2, torch.arange(6), 0.2).item() == pytest.approx(nt_xent(z1, z2, 0.2).item(), rel=1e-5)
+    scenes = torch.eye(3).repeat_interleave(2, 0)  # items 0,1 of scene 0; 2,3 of scene 1; 4,5 of scene 2
+    right = scene_contrastive(scenes, scenes, torch.tensor([0, 0, 1, 1, 2, 2]), 0.1)
+    wrong = scene_contrastive(scenes, scenes, torch.tensor([0, 1, 2, 0, 1, 2]), 0.1)
+    assert right.item() < 0.2 * wrong.item()
+    # each item: 3 same-scene items at cosine 1 (logit 10), 8 others at 0 -> -log(e^10 / (3 e^10 + 8))
+    assert right.item() == pytest.approx(math.log(3 + 8 * math.exp(-10.0)), rel=1e-5)
+
+
+def test_multiview_pairs_stay_inside_one_training_scene(synth_tiny):
+    import json
+
+    import numpy as np
+
+    from bench.errors import DataError
+    from bench.pretrain.data import training_files
+    from bench.pretrain.multiview import sample_pairs, scene_index
+
+    files = training_files(synth_tiny, ("scenes", "cls"))
+    index = scene_index(synth_tiny, files)
+    for sid in index.scene_ids:
+        assert json.loads((synth_tiny / "scenes" / sid / "scene.json").read_text())["split"] == "train"
+    scene_of = lambda k: files[k].parent.parent.name if "/scenes/" in files[k].as_posix() else files[k].stem[:10]  # noqa: E731
+    rng = np.random.default_rng(0)
+    for p in (1.0, 0.0):
+        pairs = sample_pairs(index, 32, rng, cross_view_p=p)
+        for a, b, ref, g in zip(*(t.tolist() for t in (pairs.anchor, pairs.positive, pairs.reference, pairs.group))):
+            assert scene_of(a) == scene_of(b) == scene_of(ref) == index.scene_ids[g]
+            assert index.whole[ref] and index.view[ref] == index.view[a]
+            if p == 1.0:  # another camera of the scene, as a whole view
+                assert index.whole[b] and index.view[b] != index.view[a]
+            else:  # the anchor itself (plain SimCLR)
+                assert b == a
+        distinct = len(set(pairs.group.tolist()))
+        assert distinct == min(32, len(index.scene_ids))  # every scene before any repeats
+    val = next(p for p in (synth_tiny / "scenes").iterdir()
+               if (p / "scene.json").is_file() and json.loads((p / "scene.json").read_text())["split"] != "train")
+    with pytest.raises(DataError, match="training scenes only"):
+        scene_index(synth_tiny, files + [val / "color" / "0.jpg"])
+
+
+def test_multiview_objective_learns_through_the_loop(synth_tiny, tmp_path):
+    import json
+
+    import bench.pretrain.trainer as tr
+
+    r = TEST_RECIPE.with_overrides(objective="mvsimclr+croco", croco_batch_size=4)
+    assert r.hash() != TEST_RECIPE.with_overrides(objective="mvsimclr+croco").hash()
+    assert TEST_RECIPE.hash() == TEST_RECIPE.with_overrides(mv_pairing="frustum").hash()  # a default is not hashed
+    out = tr.pretrain(r, root=synth_tiny, out=tmp_path / "mv", progress=False, track=False)
+    hist = json.loads((out.parent / "pretrain_log.json").read_text())["history"]
+    first, last = hist[:4], hist[-4:]
+    assert sum(h["loss"] for h in last) < sum(h["loss"] for h in first)
+    assert sum(h["croco_loss"] for h in last) < sum(h["croco_loss"] for h in first)

@@ -27,7 +27,7 @@ class PretrainRecipe:
 
     encoder: str = "vit-tiny-synth"
     arch: str = "vit_tiny_patch16_224"  # the same ViT-Ti/16 as vit-tiny
-    objective: str = "simclr+mae"  # dino | simclr | mae | simclr+mae (docs/mini-study.md: what each learned)
+    objective: str = "simclr+mae"  # dino | simclr | mae | simclr+mae | mvsimclr(+mae|+croco) | croco (OBJECTIVES)
     init_seed: int = 0  # the student starts from vit-tiny's random init with this seed
     seed: int = 0  # crops, shuffling
     # data: the synthetic scenes' TRAINING split only (scene views + the object crops cut from them)
@@ -60,6 +60,12 @@ class PretrainRecipe:
     mae_weight: float = 1.0  # simclr+mae: weight of the reconstruction loss
     dec_dim: int = 128
     dec_depth: int = 2
+    # multi-view objectives (bench/pretrain/multiview.py): positives are other cameras of the same training scene
+    mv_cross_view_p: float = 1.0  # share of pairs whose positive is another camera (else the anchor itself)
+    mv_pairing: str = "frustum"  # frustum: cameras drawn by frustum overlap (poses only) | scene: uniformly
+    mv_positive_scale: tuple[float, float] = (0.5, 1.0)  # the positive view's crop (retrieval ranks whole views)
+    croco_mask_ratio: float = 0.9  # CroCo: 90% of view A hidden
+    croco_batch_size: int = 0  # pairs per cross-view completion step (0: batch_size)
     # optimisation (DINO: lr 5e-4 x batch/256, wd 0.04 -> 0.4, EMA 0.996 -> 1, clip 3, 100+ epochs)
     steps: int = 250
     batch_size: int = 64
@@ -92,8 +98,13 @@ class PretrainRecipe:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     def hash(self) -> str:
-        """Identity of the recipe (runtime knobs and notes excluded)."""
+        """Identity of the recipe (runtime knobs and notes excluded). Settings added later (`LATER_FIELDS`)
+        enter only when they differ from their default, so caches made before they existed stay current."""
         d = {k: v for k, v in self.to_dict().items() if k not in ("threads", "save_every", "notes")}
+        base = PretrainRecipe.__dataclass_fields__
+        for k in LATER_FIELDS:
+            if d[k] == _plain(base[k].default):
+                del d[k]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def with_overrides(self, **kw) -> "PretrainRecipe":
@@ -106,6 +117,14 @@ class PretrainRecipe:
                              f"{[s for b in bad for s in did_you_mean(b, list(fields))]}")
         typed = {k: _typed(k, getattr(self, k), v) for k, v in kw.items()}
         return replace(self, **typed)
+
+
+def _plain(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+# settings added after recipes were cached: hashed only when set (a cached default encoder stays current)
+LATER_FIELDS = ("mv_cross_view_p", "mv_pairing", "mv_positive_scale", "croco_mask_ratio", "croco_batch_size")
 
 
 def _typed(key: str, default, value):
@@ -122,7 +141,11 @@ def _typed(key: str, default, value):
 
 OBJECTIVES = {"dino": "DINO self-distillation", "simclr": "SimCLR contrastive (NT-Xent)",
               "mae": "MAE masked-patch reconstruction",
-              "simclr+mae": "SimCLR on the CLS token + MAE masked-patch reconstruction"}
+              "simclr+mae": "SimCLR on the CLS token + MAE masked-patch reconstruction",
+              "mvsimclr": "multi-view SimCLR: positives are other cameras of the same training scene",
+              "mvsimclr+mae": "multi-view SimCLR + MAE on the positive view",
+              "mvsimclr+croco": "multi-view SimCLR + CroCo cross-view completion",
+              "croco": "CroCo cross-view completion (masked view A from A's rest + view B of the scene)"}
 
 RECIPES: dict[str, PretrainRecipe] = {"vit-tiny-synth": PretrainRecipe()}
 

@@ -21,6 +21,9 @@ from bench.io import atomic_path, write_json
 from bench.pretrain.data import MultiCrop, data_hash, load_images, training_files
 from bench.pretrain.contrastive import ProjectionHead, alignment_stats, nt_xent
 from bench.pretrain.mae import MAEDecoder, encode_visible, grid_of, mae_loss
+from bench.pretrain.croco import CrossViewDecoder
+from bench.pretrain.multiview import scene_index
+from bench.pretrain.mvstep import MULTIVIEW, multiview_step
 from bench.pretrain.dino import DINOHead, DINOLoss, cosine, ema_update, entropy_stats
 from bench.pretrain.recipe import FORMAT, LABEL, LOG_FILE, STATE_FILE, WEIGHTS_FILE, PretrainRecipe, output_dir
 from bench.seeding import seeded
@@ -30,7 +33,7 @@ class Backbone(torch.nn.Module):
     def __init__(self, model: torch.nn.Module, head: torch.nn.Module, decoder: torch.nn.Module | None = None):
         super().__init__()
         self.model, self.head = model, head
-        self.decoder = decoder  # simclr+mae: the MAE decoder beside the projection head
+        self.decoder = decoder  # simclr+mae, mvsimclr+mae / +croco: the decoder beside the projection head
 
     def forward(self, crops: list[torch.Tensor]) -> torch.Tensor:
         """Crops of equal size go through the ViT together (DINO's MultiCropWrapper)."""
@@ -66,12 +69,13 @@ def _build(r: PretrainRecipe):
 
     with seeded(r.init_seed):  # the same random init as vit-tiny with this seed
         model = timm.create_model(r.arch, pretrained=False, num_classes=0, dynamic_img_size=True)
+    dims = (model.embed_dim, r.dec_dim, r.dec_depth, model.patch_embed.patch_size[0])
     with seeded(r.init_seed + 1):
         head = (DINOHead(model.embed_dim, r.out_dim, r.hidden_dim, r.bottleneck_dim) if r.objective == "dino" else
-                MAEDecoder(model.embed_dim, r.dec_dim, r.dec_depth, model.patch_embed.patch_size[0])
-                if r.objective == "mae" else ProjectionHead(model.embed_dim, r.hidden_dim, r.bottleneck_dim))
-        decoder = (MAEDecoder(model.embed_dim, r.dec_dim, r.dec_depth, model.patch_embed.patch_size[0])
-                   if r.objective == "simclr+mae" else None)
+                MAEDecoder(*dims) if r.objective == "mae" else CrossViewDecoder(*dims) if r.objective == "croco" else
+                ProjectionHead(model.embed_dim, r.hidden_dim, r.bottleneck_dim))
+        decoder = (MAEDecoder(*dims) if r.objective in ("simclr+mae", "mvsimclr+mae") else
+                   CrossViewDecoder(*dims) if r.objective == "mvsimclr+croco" else None)
     student = Backbone(model, head, decoder)
     if r.objective != "dino":
         return student, None
@@ -123,6 +127,7 @@ def _loop(r: PretrainRecipe, root: Path, files: list[Path], dhash: str, out: Pat
     n_crops = 2 + r.n_local
     loss_fn = DINOLoss(r.out_dim, n_crops, r.student_temp, r.center_momentum)
     augment = MultiCrop(r)
+    index = scene_index(root, files) if r.objective in MULTIVIEW else None
     state_path = out / STATE_FILE
     start, history = _resume(state_path, r, dhash, student, teacher, opt, loss_fn)
     student.train()  # no dropout / BN in a ViT: train mode only matters for drop path (0 here)
@@ -134,7 +139,8 @@ def _loop(r: PretrainRecipe, root: Path, files: list[Path], dhash: str, out: Pat
         order = np.random.default_rng([r.seed, epoch]).permutation(len(files))
         idx = torch.from_numpy(order[b * r.batch_size:(b + 1) * r.batch_size])
         torch.manual_seed(r.seed * 1_000_003 + step)
-        crops = augment(canvas[idx], sizes[idx]) if r.objective != "mae" else [augment.plain(canvas[idx], sizes[idx])]
+        crops = ([] if index is not None else [augment.plain(canvas[idx], sizes[idx])] if r.objective == "mae" else
+                 augment(canvas[idx], sizes[idx]))
         lr = cosine(step, r.steps, r.lr, r.min_lr, r.warmup_steps)
         wd = cosine(step, r.steps, r.weight_decay, r.weight_decay_end)
         for g in opt.param_groups:
@@ -142,7 +148,9 @@ def _loop(r: PretrainRecipe, root: Path, files: list[Path], dhash: str, out: Pat
         opt.param_groups[0]["weight_decay"] = wd
         t_temp = cosine(step, r.steps, r.teacher_temp, r.teacher_temp, r.warmup_teacher_temp_steps,
                         r.warmup_teacher_temp)  # linear warmup, then constant
-        if teacher is not None:  # DINO
+        if index is not None:  # multi-view: pairs of cameras of one training scene
+            loss, monitor = multiview_step(student, r, augment, canvas, sizes, index, step)
+        elif teacher is not None:  # DINO
             with torch.no_grad():
                 t_out = teacher(crops[:2])
             s_out = student(crops)
