@@ -2,7 +2,10 @@
 features + sine position embedding of raw xyz, a TransformerCrossEncoder (pre-norm; self-attention
 per cloud and cross-attention both ways, shared weights), a correspondence decoder whose values are
 the other cloud's xyz, overlap logits, and a weighted Kabsch-Umeyama fit of [R|t] over both
-directions' correspondences. Loss: overlap BCE + L1 correspondence loss both ways (no InfoNCE)."""
+directions' correspondences. Loss: overlap BCE + L1 correspondence loss both ways (no InfoNCE).
+`overlap_logits="features+match"` (not REGTR's) adds the decoder's match log-odds to the overlap logits:
+a linear read-out of features can only memorise which points overlap, not test whether a point's match
+exists (docs/3d.md, "Measured")."""
 from __future__ import annotations
 
 import math
@@ -81,10 +84,20 @@ class CrossEncoderLayer(nn.Module):
         return a2 + self.ffn(self.n3(a2)), b2 + self.ffn(self.n3(b2))
 
 
+def match_log_odds(att: torch.Tensor) -> torch.Tensor:
+    """Per query: log mean_j exp(att_ij) over the keys, the log-odds that some key beats a null key of
+    logit log M (a SuperGlue-style dustbin). Not shift-invariant on purpose: high only when some key is
+    absolutely similar, which is what "is my point in the other cloud" needs (the dual softmax is fooled by
+    chance mutual neighbours); ~0 for the near-zero logits of a fresh head, so it adds nothing at init."""
+    return torch.logsumexp(att, -1) - math.log(att.shape[-1])
+
+
 class RegistrationHead(nn.Module):
     def __init__(self, dim: int, d_model: int = 256, nhead: int = 8, layers: int = 6, ffn: int = 1024,
-                 zero_init_residual: bool = False):
+                 zero_init_residual: bool = False, overlap_logits: str = "features"):
         super().__init__()
+        if overlap_logits not in ("features", "features+match"):
+            raise ValueError(f"overlap_logits must be 'features' or 'features+match', not {overlap_logits!r}")
         self.proj = nn.Linear(dim, d_model)
         self.pos = SinePosEmbedding(d_model)
         self.layers = nn.ModuleList(CrossEncoderLayer(d_model, nhead, ffn) for _ in range(layers))
@@ -96,11 +109,17 @@ class RegistrationHead(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.q_proj, self.k_proj = nn.Linear(d_model, d_model), nn.Linear(d_model, d_model)
         self.overlap = nn.Linear(d_model, 1)
+        # "features+match" (not REGTR's): the overlap logit also reads the decoder's match log-odds
+        self.match_scale = nn.Parameter(torch.ones(())) if overlap_logits == "features+match" else None
         self.d_model = d_model
 
     def _corr(self, fa, fb, pa, pb, xyz_b):
         att = (self.q_proj(fa + pa) / math.sqrt(self.d_model)) @ self.k_proj(fb + pb).transpose(-1, -2)
-        return torch.softmax(att, -1) @ xyz_b
+        return torch.softmax(att, -1) @ xyz_b, att
+
+    def _overlap(self, f, att):
+        logit = self.overlap(f)[..., 0]
+        return logit if self.match_scale is None else logit + self.match_scale * match_log_odds(att)
 
     def forward(self, f1, x1, f2, x2):
         """Batched clouds (1, N, C) / (1, N, 3) -> (corr_1 in frame 2, corr_2 in frame 1, overlap logits 1, 2)."""
@@ -109,9 +128,9 @@ class RegistrationHead(nn.Module):
         for layer in self.layers:
             a, b = layer(a, b, p1, p2)
         a, b = self.norm(a), self.norm(b)
-        c1 = self._corr(a, b, p1, p2, x2)
-        c2 = self._corr(b, a, p2, p1, x1)
-        return c1, c2, self.overlap(a)[..., 0], self.overlap(b)[..., 0]
+        c1, att1 = self._corr(a, b, p1, p2, x2)
+        c2, att2 = self._corr(b, a, p2, p1, x1)
+        return c1, c2, self._overlap(a, att1), self._overlap(b, att2)
 
     def pose(self, x1, x2, c1, c2, o1, o2) -> torch.Tensor:
         """Weighted Kabsch over [x1 -> c1] and [c2 -> x2], weights sigmoid(overlap)."""
@@ -144,5 +163,5 @@ def farthest_point_sample(xyz: torch.Tensor, n: int, seed: int = 0) -> torch.Ten
     return idx
 
 
-__all__ = ["RegistrationHead", "SinePosEmbedding", "apply", "farthest_point_sample", "registration_loss", "rmse",
-           "se3_compare", "weighted_kabsch"]
+__all__ = ["RegistrationHead", "SinePosEmbedding", "apply", "farthest_point_sample", "match_log_odds",
+           "registration_loss", "rmse", "se3_compare", "weighted_kabsch"]

@@ -50,12 +50,14 @@ class RegistrationConfig(LiftConfig):
     ffn: int = 1024
     epochs: int = 30  # paper A.4 (main.py default 200)
     lr: float = 1e-4
+    warmup_epochs: int = 0  # linear lr warm-up from lr / steps (REGTR: none)
     weight_decay: float = 1e-5
     rr_threshold_m: float = 0.05
     overlap_rule: str = "vertex"  # (a) vertex identity; "radius": REGTR nearest-neighbour < overlap_radius
     overlap_radius: float = 0.0375
     train_pose: str = "fixed"  # fixed: the pose file's; "random": a fresh random rigid pose each epoch (twins)
     zero_init_residual: bool = False  # True: attention / FFN output projections start at zero (not REGTR's init)
+    overlap_logits: str = "features"  # REGTR's linear read-out; "features+match": + the decoder's match log-odds
     train_seed: int = 1234
 
     def __post_init__(self) -> None:
@@ -64,6 +66,10 @@ class RegistrationConfig(LiftConfig):
             raise ConfigError("registration: overlap_rule must be 'vertex' or 'radius'")
         if self.train_pose not in ("fixed", "random"):
             raise ConfigError("registration: train_pose must be 'fixed' or 'random'")
+        if self.overlap_logits not in ("features", "features+match"):
+            raise ConfigError("registration: overlap_logits must be 'features' or 'features+match'")
+        if self.warmup_epochs < 0:
+            raise ConfigError("registration: warmup_epochs >= 0")
         if self.points < 8 or self.first_views < 0 or self.d_model % self.nhead:
             raise ConfigError("registration: points >= 8, first_views >= 0 (0: half the views), d_model divisible by nhead")
 

@@ -69,8 +69,11 @@ def build_pairs(data: SceneSet, split: str, cfg: RegistrationConfig) -> tuple[li
 
 def train_head(pairs: list[Pair], dim: int, cfg: RegistrationConfig, log=None) -> RegistrationHead:
     torch.manual_seed(cfg.train_seed)
-    model = RegistrationHead(dim, cfg.d_model, cfg.nhead, cfg.layers, cfg.ffn, cfg.zero_init_residual)
+    model = RegistrationHead(dim, cfg.d_model, cfg.nhead, cfg.layers, cfg.ffn, cfg.zero_init_residual,
+                             cfg.overlap_logits)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warm = cfg.warmup_epochs * len(pairs)  # a few hundred lr 3e-3 steps from random init can stall the decoder
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm) if warm else 1.0)
     g = torch.Generator().manual_seed(cfg.train_seed)
     rng = np.random.default_rng(cfg.train_seed)
     model.train()
@@ -87,6 +90,7 @@ def train_head(pairs: list[Pair], dim: int, cfg: RegistrationConfig, log=None) -
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
             losses.append(float(loss.detach()))
         if log is not None and losses:
             log({"registration_train_loss": statistics.fmean(losses)}, epoch)
