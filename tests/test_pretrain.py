@@ -253,3 +253,24 @@ def test_multiview_objective_learns_through_the_loop(synth_tiny, tmp_path):
     first, last = hist[:4], hist[-4:]
     assert sum(h["loss"] for h in last) < sum(h["loss"] for h in first)
     assert sum(h["croco_loss"] for h in last) < sum(h["croco_loss"] for h in first)
+
+
+def test_cross_view_pairs_keep_their_colour_when_asked():
+    """`mv_colour=false`: an object's colour identifies it in another view, so cross-view pairs skip colour
+    jitter / grayscale; same-image pairs keep SimCLR's (here grayscale always, to see it)."""
+    from bench.pretrain.data import MultiCrop
+    from bench.pretrain.multiview import PairBatch
+    from bench.pretrain.mvstep import _crops
+
+    r = TEST_RECIPE.with_overrides(gray_p=1.0, jitter_p=0.0, mv_colour=False)
+    canvas = torch.zeros(3, 3, 40, 40, dtype=torch.uint8)
+    canvas[:, 0] = 200  # red images
+    sizes = torch.full((3, 2), 40.0)
+    pairs = PairBatch(torch.tensor([0, 1]), torch.tensor([0, 2]), torch.tensor([0, 1]), torch.tensor([0, 1]))
+    x = _crops(MultiCrop(r), canvas, sizes, pairs, pairs.anchor, 16, (0.5, 1.0), 0.0, 0.0, r.mv_colour)
+    pixels = lambda v: v * torch.tensor(r.std).view(1, 3, 1, 1) + torch.tensor(r.mean).view(1, 3, 1, 1)  # noqa: E731
+    raw = pixels(x)
+    assert torch.allclose(raw[0, 0], raw[0, 1], atol=1e-5)  # pair 0 is the anchor itself: grayscale
+    assert (raw[1, 0] - raw[1, 1]).abs().min() > 0.5  # pair 1 crosses views: still red
+    same = pixels(_crops(MultiCrop(r), canvas, sizes, pairs, pairs.anchor, 16, (0.5, 1.0), 0.0, 0.0, True))
+    assert torch.allclose(same[1, 0], same[1, 1], atol=1e-5)  # mv_colour=true: grayscale for every pair

@@ -15,6 +15,21 @@ from bench.pretrain.multiview import SceneIndex, sample_pairs, scene_contrastive
 MULTIVIEW = ("mvsimclr", "mvsimclr+mae", "mvsimclr+croco", "croco")
 
 
+def _crops(augment, canvas, sizes, pairs, which, size, scale, p_blur, p_solarize, cross_colour: bool) -> torch.Tensor:
+    """Augmented crops of `which`; with `cross_colour` off the cross-view pairs get crop + flip only (an
+    object's colour is what identifies it in another view; colour jitter would teach it away), the
+    same-image pairs keep SimCLR's colour augmentation."""
+    if cross_colour:
+        return augment._view(canvas[which].float(), sizes[which], size, scale, p_blur, p_solarize)
+    cross = pairs.positive != pairs.anchor
+    out = torch.empty(len(which), 3, size, size)
+    for sel, colour in ((cross, False), (~cross, True)):
+        if sel.any():
+            idx = which[sel]
+            out[sel] = augment._view(canvas[idx].float(), sizes[idx], size, scale, p_blur, p_solarize, colour=colour)
+    return out
+
+
 def multiview_step(student, r, augment, canvas: torch.Tensor, sizes: torch.Tensor, index: SceneIndex,
                    step: int) -> tuple[torch.Tensor, dict[str, float]]:
     """(loss, monitors) of one batch; the pairs are drawn from the step's own seed (resume-exact)."""
@@ -24,9 +39,9 @@ def multiview_step(student, r, augment, canvas: torch.Tensor, sizes: torch.Tenso
     pairs = None
     if r.objective.startswith("mvsimclr"):
         pairs = sample_pairs(index, r.batch_size, rng, r.mv_cross_view_p, r.mv_pairing)
-        a = augment._view(canvas[pairs.anchor].float(), sizes[pairs.anchor], r.global_size, r.global_scale, 1.0)
-        b = augment._view(canvas[pairs.positive].float(), sizes[pairs.positive], r.global_size, r.mv_positive_scale,
-                          0.1, 0.2)
+        a = _crops(augment, canvas, sizes, pairs, pairs.anchor, r.global_size, r.global_scale, 1.0, 0.0, r.mv_colour)
+        b = _crops(augment, canvas, sizes, pairs, pairs.positive, r.global_size, r.mv_positive_scale, 0.1, 0.2,
+                   r.mv_colour)
         z1, z2 = student([a, b]).chunk(2)
         monitor = alignment_stats(z1, z2)
         loss = scene_contrastive(z1, z2, pairs.group, r.temperature)

@@ -64,6 +64,7 @@ class PretrainRecipe:
     mv_cross_view_p: float = 1.0  # share of pairs whose positive is another camera (else the anchor itself)
     mv_pairing: str = "frustum"  # frustum: cameras drawn by frustum overlap (poses only) | scene: uniformly
     mv_positive_scale: tuple[float, float] = (0.5, 1.0)  # the positive view's crop (retrieval ranks whole views)
+    mv_colour: bool = True  # colour jitter / grayscale on the cross-view pairs too (False: crop + flip only)
     croco_mask_ratio: float = 0.9  # CroCo: 90% of view A hidden
     croco_batch_size: int = 0  # pairs per cross-view completion step (0: batch_size)
     # optimisation (DINO: lr 5e-4 x batch/256, wd 0.04 -> 0.4, EMA 0.996 -> 1, clip 3, 100+ epochs)
@@ -124,7 +125,7 @@ def _plain(v):
 
 
 # settings added after recipes were cached: hashed only when set (a cached default encoder stays current)
-LATER_FIELDS = ("mv_cross_view_p", "mv_pairing", "mv_positive_scale", "croco_mask_ratio", "croco_batch_size")
+LATER_FIELDS = ("mv_cross_view_p", "mv_pairing", "mv_positive_scale", "mv_colour", "croco_mask_ratio", "croco_batch_size")
 
 
 def _typed(key: str, default, value):
