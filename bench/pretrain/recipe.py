@@ -22,7 +22,8 @@ LABEL = "self-pretrained on synthetic scenes"
 
 @dataclass(frozen=True)
 class PretrainRecipe:
-    """Self-supervised pretraining at laptop scale: SimCLR (default), DINO or MAE; values differing from the
+    """Self-supervised pretraining at laptop scale: SimCLR+MAE (default), SimCLR, DINO, MAE, or the
+    multi-view objectives over cameras of one training scene (`OBJECTIVES`); values differing from the
     papers' recipes are noted."""
 
     encoder: str = "vit-tiny-synth"
