@@ -24,13 +24,44 @@ class UnsupervisedSampleError(BenchError):
     """A sample lost every supervised token (LLaVA's silent loss-0 failure mode): never train on it."""
 
 
+POS2D = "+pos2d"
+
+
+def sincos_2d(side: int, dim: int) -> torch.Tensor:
+    """(side*side, dim) fixed 2D sin-cos position code (MAE's): half the channels code the row, half the column."""
+    q = dim // 4
+    freq = 1.0 / (10000 ** (torch.arange(q, dtype=torch.float32) / max(q, 1)))
+    grid = torch.arange(side, dtype=torch.float32)
+    row, col = torch.meshgrid(grid, grid, indexing="ij")
+    parts = [f(x.flatten()[:, None] * freq) for x in (row, col) for f in (torch.sin, torch.cos)]
+    out = torch.cat(parts, dim=1)
+    return nn.functional.pad(out, (0, dim - out.shape[1]))
+
+
+class PositionKeepingProjector(nn.Sequential):
+    """g_P(x) + a fixed 2D sin-cos code of the patch's grid cell: a tiny random-init LLM cannot tell the
+    visual tokens' positions apart otherwise (measured: a linear probe of the last-block patch tokens of
+    vit-tiny-synth finds no per-patch depth, while the grid cell alone does). Same parameters (state
+    dict keys) as the plain projector."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        side = int(round(out.shape[-2] ** 0.5))
+        if side * side != out.shape[-2]:
+            raise ValueError(f"{POS2D} needs a square patch grid, got {out.shape[-2]} tokens")
+        return out + sincos_2d(side, out.shape[-1]).to(out)
+
+
 def build_projector(vision_dim: int, llm_dim: int, kind: str = "mlp2x_gelu") -> nn.Module:
-    """LLaVA-1.5's projector: Linear(d_v, d_l) -> GELU -> Linear(d_l, d_l)."""
-    if kind == "mlp2x_gelu":
-        return nn.Sequential(nn.Linear(vision_dim, llm_dim), nn.GELU(), nn.Linear(llm_dim, llm_dim))
-    if kind == "linear":
-        return nn.Linear(vision_dim, llm_dim)
-    raise ValueError(f"unknown projector {kind!r} (mlp2x_gelu | linear)")
+    """LLaVA-1.5's projector: Linear(d_v, d_l) -> GELU -> Linear(d_l, d_l); ``KIND+pos2d`` adds the
+    patch's 2D sin-cos position code to the output (a recorded deviation, see docs/spatialboost.md)."""
+    base, pos = (kind[:-len(POS2D)], True) if kind.endswith(POS2D) else (kind, False)
+    if base == "mlp2x_gelu":
+        cls = PositionKeepingProjector if pos else nn.Sequential
+        return cls(nn.Linear(vision_dim, llm_dim), nn.GELU(), nn.Linear(llm_dim, llm_dim))
+    if base == "linear":
+        return PositionKeepingProjector(nn.Linear(vision_dim, llm_dim)) if pos else nn.Linear(vision_dim, llm_dim)
+    raise ValueError(f"unknown projector {kind!r} (mlp2x_gelu | linear, optionally +pos2d)")
 
 
 class SpatialVLM(nn.Module):
@@ -138,4 +169,4 @@ class SpatialVLM(nn.Module):
         return {"loss": loss, "n_supervised": n_tok, "n_tokens": mask.sum()}
 
 
-__all__ = ["SpatialVLM", "UnsupervisedSampleError", "build_projector"]
+__all__ = ["POS2D", "PositionKeepingProjector", "SpatialVLM", "UnsupervisedSampleError", "build_projector", "sincos_2d"]
