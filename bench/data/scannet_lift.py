@@ -144,8 +144,9 @@ def _exact_ok(grid: torch.Tensor, size=(HEIGHT, WIDTH)) -> bool:
 
 def upsampled_at(grid: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, mode: str = "bicubic") -> torch.Tensor:
     """(P, C) features of the upsampled grid at (rows, cols): the gathered bicubic evaluation where it
-    is bit-identical to the full upsample here, the full upsample otherwise (and for bilinear)."""
-    if mode == "bicubic" and _exact_ok(grid):
+    is bit-identical to the full upsample here and cheaper (fewer points than half the pixels: the row
+    pass costs about one full pass per gathered point), the full upsample otherwise (and for bilinear)."""
+    if mode == "bicubic" and len(rows) < HEIGHT * WIDTH // 2 and _exact_ok(grid):
         return gather_upsampled(grid, rows, cols)
     return upsample(grid, mode)[:, rows, cols].T
 
