@@ -15,23 +15,12 @@ from tests.test_segmentation import SYNTH_CLASSES, write_ade
 
 # ------------------------------------------------------------------------------ 3D lifting
 def _views(n_views: int, grid_hw: tuple[int, int], dim: int, seed: int = 0):
-    """Points in front of cameras on a line, depth maps that see them, fp16 patch grids laid out as the
-    feature store gives them ((h, w, C) permuted to (C, h, w))."""
-    from bench.data.scannet import DEFAULT_K
-    from bench.data.scannet_lift import project
+    """The perf case's posed scene with fp16 patch grids laid out as the feature store gives them
+    ((h, w, C) permuted to (C, h, w))."""
+    from bench.perf.lifting import posed_scene
 
-    rng = np.random.default_rng(seed)
-    pts = rng.uniform([-1.5, -1.0, 2.0], [1.5, 1.0, 4.0], (3000, 3))
-    views = []
-    for v in range(n_views):
-        pose = np.eye(4)
-        pose[0, 3] = 0.1 * v
-        r, c, m = project(pts, pose, DEFAULT_K, None)
-        depth = np.zeros((240, 320), np.float32)
-        depth[r[m], c[m]] = (pts - pose[:3, 3])[m, 2]
-        grid = torch.randn(*grid_hw, dim, generator=torch.Generator().manual_seed(v)).mul(3).half()
-        views.append((pose, depth, grid.permute(2, 0, 1)))
-    return pts, views, DEFAULT_K
+    pts, views, K = posed_scene(3000, n_views, (*grid_hw, dim), spacing=0.1, seed=seed)
+    return pts, [(pose, depth, grid.mul(3).half().permute(2, 0, 1)) for pose, depth, grid in views], K
 
 
 @pytest.mark.parametrize("grid_hw", [(15, 20), (17, 23), (16, 22)])  # ViT /16 at 240x320; DINOv2 /14 at 238x322

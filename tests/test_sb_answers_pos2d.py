@@ -4,11 +4,12 @@ import math
 import pytest
 import torch
 
-from bench.vlm.model import build_projector, sincos_2d
+from bench.posenc import sincos_2d
+from bench.vlm.model import build_projector
 
 
 def test_sincos_2d_hand_values():
-    code = sincos_2d(3, 8)  # q = 2 frequencies: 1 and 1/100
+    code = sincos_2d(8, 3, 3)  # q = 2 frequencies: 1 and 1/100
     assert code.shape == (9, 8)
     assert torch.allclose(code[0], torch.tensor([0., 0., 1., 1., 0., 0., 1., 1.]))
     cell = 1 * 3 + 2  # row 1, column 2
@@ -26,7 +27,7 @@ def test_pos2d_projector_tells_identical_patches_apart_and_keeps_the_state_dict(
     same = plain(x)
     assert torch.allclose(same[:, :1].expand_as(same), same)  # the plain projector: 16 identical tokens
     out = pos(x)
-    assert torch.allclose(out - same, sincos_2d(4, 16).expand(2, 16, 16), atol=1e-6)
+    assert torch.allclose(out - same, sincos_2d(16, 4, 4).expand(2, 16, 16), atol=1e-6)
     assert torch.cdist(out[0], out[0]).fill_diagonal_(1.0).min() > 0.1  # every grid cell differs
     with pytest.raises(ValueError, match="square"):
         pos(torch.randn(1, 15, 6))

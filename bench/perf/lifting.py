@@ -13,8 +13,8 @@ import torch
 from bench.perf import PerfRow, perf_case, timed
 
 
-def _scene(n_points: int, n_views: int, dim: int, seed: int = 0):
-    """Points in front of cameras on a circle, depth maps that see them, random patch grids."""
+def posed_scene(n_points: int, n_views: int, grid_chw: tuple[int, int, int], spacing: float = 0.05, seed: int = 0):
+    """Points in front of cameras on a line, depth maps that see them, random (C, h, w) patch grids."""
     from bench.data.scannet import DEFAULT_K
     from bench.data.scannet_lift import project
 
@@ -23,12 +23,11 @@ def _scene(n_points: int, n_views: int, dim: int, seed: int = 0):
     views = []
     for v in range(n_views):
         pose = np.eye(4)
-        pose[0, 3] = 0.05 * v
+        pose[0, 3] = spacing * v
         r, c, m = project(pts, pose, DEFAULT_K, None)
         depth = np.zeros((240, 320), np.float32)
-        z = (pts - pose[:3, 3])[:, 2]
-        depth[r[m], c[m]] = z[m]
-        views.append((pose, depth, torch.randn(dim, 15, 20, generator=torch.Generator().manual_seed(v))))
+        depth[r[m], c[m]] = (pts - pose[:3, 3])[m, 2]
+        views.append((pose, depth, torch.randn(*grid_chw, generator=torch.Generator().manual_seed(v))))
     return pts, views, DEFAULT_K
 
 
@@ -37,7 +36,7 @@ def lifting(args) -> list[PerfRow]:
     from bench.data.scannet_lift import LiftParams, lift_scene, upsample
 
     n, v, dim = (20_000, 8, 192) if args.quick else (100_000, 16, 384)
-    pts, views, K = _scene(n, v, dim)
+    pts, views, K = posed_scene(n, v, (dim, 15, 20))
     t_lift = timed(lambda: lift_scene(pts, views, K, LiftParams()), 2)
     t_up = timed(lambda: [upsample(g) for _, _, g in views], 2)
     rows = [PerfRow("3d lifting vs the full bicubic upsample", t_lift / t_up, 2.0,

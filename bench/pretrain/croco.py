@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.pretrain.mae import sincos_2d
+from bench.posenc import sincos_2d
 
 
 class CrossBlock(nn.Module):

@@ -10,13 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def sincos_2d(dim: int, h: int, w: int) -> torch.Tensor:
-    """Fixed 2-D sine-cosine position embeddings (h*w, dim) of MAE's decoder."""
-    gy, gx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
-    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float32) / (dim // 4))
-    out = [f(g.reshape(-1, 1) * omega) for g in (gy, gx) for f in (torch.sin, torch.cos)]
-    return torch.cat(out, dim=1)
+from bench.posenc import sincos_2d
 
 
 class MAEDecoder(nn.Module):
@@ -83,4 +77,4 @@ def grid_of(images: torch.Tensor, p: int) -> tuple[int, int]:
     return images.shape[-2] // p, images.shape[-1] // p
 
 
-__all__ = ["MAEDecoder", "encode_visible", "grid_of", "mae_loss", "patchify", "sincos_2d"]
+__all__ = ["MAEDecoder", "encode_visible", "grid_of", "mae_loss", "patchify"]

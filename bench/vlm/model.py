@@ -17,6 +17,7 @@ from torch import nn
 
 from bench.encoders.base import Encoder
 from bench.errors import BenchError
+from bench.posenc import sincos_2d
 from bench.vlm.collate import IGNORE_INDEX
 
 
@@ -25,17 +26,6 @@ class UnsupervisedSampleError(BenchError):
 
 
 POS2D = "+pos2d"
-
-
-def sincos_2d(side: int, dim: int) -> torch.Tensor:
-    """(side*side, dim) fixed 2D sin-cos position code (MAE's): half the channels code the row, half the column."""
-    q = dim // 4
-    freq = 1.0 / (10000 ** (torch.arange(q, dtype=torch.float32) / max(q, 1)))
-    grid = torch.arange(side, dtype=torch.float32)
-    row, col = torch.meshgrid(grid, grid, indexing="ij")
-    parts = [f(x.flatten()[:, None] * freq) for x in (row, col) for f in (torch.sin, torch.cos)]
-    out = torch.cat(parts, dim=1)
-    return nn.functional.pad(out, (0, dim - out.shape[1]))
 
 
 class PositionKeepingProjector(nn.Sequential):
@@ -49,7 +39,7 @@ class PositionKeepingProjector(nn.Sequential):
         side = int(round(out.shape[-2] ** 0.5))
         if side * side != out.shape[-2]:
             raise ValueError(f"{POS2D} needs a square patch grid, got {out.shape[-2]} tokens")
-        return out + sincos_2d(side, out.shape[-1]).to(out)
+        return out + sincos_2d(out.shape[-1], side, side).to(out)
 
 
 def build_projector(vision_dim: int, llm_dim: int, kind: str = "mlp2x_gelu") -> nn.Module:
@@ -169,4 +159,4 @@ class SpatialVLM(nn.Module):
         return {"loss": loss, "n_supervised": n_tok, "n_tokens": mask.sum()}
 
 
-__all__ = ["POS2D", "PositionKeepingProjector", "SpatialVLM", "UnsupervisedSampleError", "build_projector", "sincos_2d"]
+__all__ = ["POS2D", "PositionKeepingProjector", "SpatialVLM", "UnsupervisedSampleError", "build_projector"]
