@@ -3,9 +3,9 @@ several tasks of one run compute identically: computed once per run, served to t
 
 The memo lives on the run's `FeatureCache` (`ctx.cache.memo`: one per `bench run`, so nothing outlives
 the run), is keyed by the content identity the caller passes (file identities, sizes, indices: a
-different dataset or a changed file is a different key) and holds at most `max_bytes`; a value whose
-size hint does not fit is computed and returned without being kept, so a full-size split never pins
-memory. Callers must only memoise pure functions of the key: the result is the same object for every
+different dataset or a changed file is a different key) and holds at most `max_bytes`; a value that
+does not fit is computed and returned without being kept (callers that know a value's size before
+computing it ask `fits` first), so a full-size split never pins memory; `max_bytes=0` keeps nothing. Callers must only memoise pure functions of the key: the result is the same object for every
 task, so it is treated as read-only.
 """
 from __future__ import annotations
@@ -48,9 +48,8 @@ class RunMemo:
     def held(self) -> int:
         return sum(size for _, size in self.entries.values())
 
-    def get(self, key: dict, compute: Callable[[], T], size_hint: int | None = None) -> T:
-        """`compute()` once per `key` in this run. `size_hint` (bytes, known before computing) lets a
-        value that could never fit skip the memo up front; otherwise its measured size decides."""
+    def get(self, key: dict, compute: Callable[[], T]) -> T:
+        """`compute()` once per `key` in this run (kept if its measured size fits)."""
         k = self.digest(key)
         if k in self.entries:
             self.hits += 1
@@ -58,8 +57,6 @@ class RunMemo:
             return self.entries[k][0]
         self.misses += 1
         value = compute()
-        if size_hint is not None and size_hint > self.max_bytes:
-            return value
         size = nbytes(value)
         if size > self.max_bytes:
             return value

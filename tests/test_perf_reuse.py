@@ -81,6 +81,7 @@ def _seg(name, enc, root, cache, tmp_path, **overrides):
 def test_segmentation_heads_share_one_train_extraction_and_the_run_memo(tmp_path, monkeypatch):
     import tasks.segmentation.probe as probe
     from bench.features import FeatureCache
+    from bench.run_memo import RunMemo
     from tests.conftest import CountingEncoder
 
     root = write_ade(tmp_path / "ade", n_train=12, n_val=3, size=(48, 64), classes_json=SYNTH_CLASSES)
@@ -99,7 +100,7 @@ def test_segmentation_heads_share_one_train_extraction_and_the_run_memo(tmp_path
     lin, ms, seen_lin, seen_ms, params = run_both(FeatureCache(tmp_path / "shared"), 4)
     assert len(baselines) == 1  # the majority baseline over the val annotations: once for both heads
     uncut = FeatureCache(tmp_path / "uncut")
-    uncut.memo = None  # every task computes its own targets and baseline
+    uncut.memo = RunMemo(max_bytes=0)  # keeps nothing: every task computes its own targets and baseline
     lin0, ms0, seen_lin0, seen_ms0, params0 = run_both(uncut, 1)  # the linear head caches its 1 block
     assert len(baselines) == 3
     for a, b in ((lin, lin0), (ms, ms0)):
@@ -114,6 +115,7 @@ def test_segmentation_heads_share_one_train_extraction_and_the_run_memo(tmp_path
 def test_depth_ground_truth_is_read_once_per_run(tmp_path, monkeypatch):
     from bench.data.nyu import NYUDepth
     from bench.features import FeatureCache
+    from bench.run_memo import RunMemo
     from tests.conftest import CountingEncoder
 
     root = write_nyu(tmp_path / "nyu")
@@ -136,7 +138,7 @@ def test_depth_ground_truth_is_read_once_per_run(tmp_path, monkeypatch):
     (lin, dpt), counts = run_both(FeatureCache(tmp_path / "shared"))
     assert counts == [4 + 2, 0]  # 4 train + 2 test maps read by the first probe, none by the second
     uncut = FeatureCache(tmp_path / "uncut")
-    uncut.memo = None
+    uncut.memo = RunMemo(max_bytes=0)
     (lin0, dpt0), counts0 = run_both(uncut)
     assert counts0 == [6, 6]
     for a, b in ((lin, lin0), (dpt, dpt0)):

@@ -73,16 +73,15 @@ def shared_ground_truth(ctx: EvalContext, ds):
     depth and image files (paths, sizes, mtimes), the crop and the frames; `ds` itself where the maps
     would not fit the memo (a full-size train split is read on demand as before)."""
     base, idx = (ds.base, list(ds.indices)) if hasattr(ds, "indices") else (ds, list(range(len(ds))))
-    memo = getattr(ctx.cache, "memo", None)
+    memo = ctx.cache.memo
     h, w = base.image_size()
-    hint = len(idx) * h * w * 2  # uint16 maps
-    if memo is None or not memo.fits(hint):
+    if not memo.fits(len(idx) * h * w * 2):  # uint16 maps
         return ds
     samples = [base.samples[i] for i in idx]
     files = files_identity([s.depth for s in samples] + [s.image for s in samples], base.root)
     key = {"depth_ground_truth": type(base).__name__, "split": base.split, "crop": base.crop_name,
            "scale": base.depth_scale, **files}
-    maps = memo.get(key, lambda: [np.ascontiguousarray(ds.raw_depth(i)) for i in range(len(ds))], hint)
+    maps = memo.get(key, lambda: [np.ascontiguousarray(ds.raw_depth(i)) for i in range(len(ds))])
     return GroundTruth(maps, base.depth_scale)
 
 

@@ -73,7 +73,7 @@ class SegProbe(Task):
         metrics, per_class, examples = run_test(ctx, trained, data, cfg, self.multiscale, val_idx)
         counts = metrics.pop(PER_IMAGE_COUNTS)  # (images, 2, classes): intersection, union per class
         acc_counts = metrics.pop(PER_IMAGE_ACC_COUNTS)  # (images, 2, classes): correct, labelled pixels
-        baseline = annotations_memo(ctx, lambda: annotations_key(data, "val"),
+        baseline = annotations_memo(ctx, annotations_key(data, "val"),
                                     lambda: majority_baseline(data, trained.majority_class, val_idx),
                                     what="majority_baseline", majority=trained.majority_class, indices=val_idx)
         classes = data.metainfo()["classes"]
@@ -108,14 +108,10 @@ def annotations_key(data, split: str) -> dict:
             "reduce_zero_label": data.reduce_zero_label, **files_identity(labels, data.dataset_root)}
 
 
-def annotations_memo(ctx: EvalContext, key, compute, **what):
+def annotations_memo(ctx: EvalContext, key: dict, compute, **what):
     """`compute()` once per run (both heads of a run read the same label maps and baseline); `key` is
-    `annotations_key(...)` or a function giving it (not computed where the context has no run memo)."""
-    memo = getattr(ctx.cache, "memo", None)
-    if memo is None:
-        return compute()
-    key = key() if callable(key) else key
-    return memo.get({**key, **{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in what.items()}}, compute)
+    `annotations_key(...)`, `what` names the value and its parameters."""
+    return ctx.cache.memo.get({**key, **{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in what.items()}}, compute)
 
 
 # ------------------------------------------------------------------------------ fast variant
@@ -143,7 +139,7 @@ def train_fast(ctx: EvalContext, data, cfg: SegConfig, n_last: int) -> Trained:
         loader_seed_draw()
     n, L, h, w, d = feats.shape
     up = min(2, p)  # loss resolution: `up` x the patch grid
-    train_key = annotations_key(data, "train") if getattr(ctx.cache, "memo", None) is not None else None
+    train_key = annotations_key(data, "train")
     maps = annotations_memo(ctx, train_key, lambda: load_label_maps(data, "train", (up * h, up * w)),
                             what="label_maps", size_hw=[up * h, up * w])
     labels = torch.from_numpy(np.stack(maps)).long()
