@@ -77,4 +77,13 @@ def grid_of(images: torch.Tensor, p: int) -> tuple[int, int]:
     return images.shape[-2] // p, images.shape[-1] // p
 
 
-__all__ = ["MAEDecoder", "encode_visible", "grid_of", "mae_loss", "patchify"]
+def reconstruction_loss(model: nn.Module, decoder: nn.Module, images: torch.Tensor, mask_ratio: float,
+                        norm_pix: bool = True) -> torch.Tensor:
+    """MAE's loss on `images`: encode a random `1 - mask_ratio` of the patches, decode, score the rest
+    (the `mae` objective and the MAE half of `simclr+mae` / `mvsimclr+mae`)."""
+    p = model.patch_embed.patch_size[0]
+    tokens, keep, n = encode_visible(model, images, mask_ratio)
+    return mae_loss(decoder(tokens, keep, n, grid_of(images, p)), images, keep, p, norm_pix)
+
+
+__all__ = ["MAEDecoder", "encode_visible", "grid_of", "mae_loss", "patchify", "reconstruction_loss"]

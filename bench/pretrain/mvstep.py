@@ -9,7 +9,7 @@ import torch
 
 from bench.pretrain.contrastive import alignment_stats
 from bench.pretrain.croco import encode_all
-from bench.pretrain.mae import encode_visible, grid_of, mae_loss
+from bench.pretrain.mae import encode_visible, grid_of, mae_loss, reconstruction_loss
 from bench.pretrain.multiview import SceneIndex, sample_pairs, scene_contrastive
 
 MULTIVIEW = ("mvsimclr", "mvsimclr+mae", "mvsimclr+croco", "croco")
@@ -47,8 +47,7 @@ def multiview_step(student, r, augment, canvas: torch.Tensor, sizes: torch.Tenso
         loss = scene_contrastive(z1, z2, pairs.group, r.temperature)
     if r.objective == "mvsimclr+mae":  # MAE on the positive view: the patch tokens dense probes read
         image = augment.plain(canvas[pairs.positive], sizes[pairs.positive])
-        tokens, keep, n = encode_visible(model, image, r.mask_ratio)
-        rec = mae_loss(student.decoder(tokens, keep, n, grid_of(image, p)), image, keep, p, r.mae_norm_pix)
+        rec = reconstruction_loss(model, student.decoder, image, r.mask_ratio, r.mae_norm_pix)
         monitor["mae_loss"] = float(rec.detach())
         loss = loss + r.mae_weight * rec
     if r.objective in ("mvsimclr+croco", "croco"):  # reconstruct masked view A from its rest and view B

@@ -20,7 +20,7 @@ import torch
 from bench.io import atomic_path, write_json
 from bench.pretrain.data import MultiCrop, data_hash, load_images, training_files
 from bench.pretrain.contrastive import ProjectionHead, alignment_stats, nt_xent
-from bench.pretrain.mae import MAEDecoder, encode_visible, grid_of, mae_loss
+from bench.pretrain.mae import MAEDecoder, reconstruction_loss
 from bench.pretrain.croco import CrossViewDecoder
 from bench.pretrain.multiview import scene_index
 from bench.pretrain.mvstep import MULTIVIEW, multiview_step
@@ -157,9 +157,7 @@ def _loop(r: PretrainRecipe, root: Path, files: list[Path], dhash: str, out: Pat
             monitor = entropy_stats(t_out, loss_fn.center, t_temp)
             loss = loss_fn(s_out, t_out, t_temp)
         elif r.objective == "mae":
-            p = student.model.patch_embed.patch_size[0]
-            tokens, keep, n = encode_visible(student.model, crops[0], r.mask_ratio)
-            loss = mae_loss(student.head(tokens, keep, n, grid_of(crops[0], p)), crops[0], keep, p, r.mae_norm_pix)
+            loss = reconstruction_loss(student.model, student.head, crops[0], r.mask_ratio, r.mae_norm_pix)
             monitor = {}
         else:  # SimCLR on the two global crops (+ MAE on a third view: the patch tokens dense probes read)
             z1, z2 = student(crops[:2]).chunk(2)
@@ -167,10 +165,8 @@ def _loop(r: PretrainRecipe, root: Path, files: list[Path], dhash: str, out: Pat
             loss = nt_xent(z1, z2, r.temperature)
             if student.decoder is not None:
                 image = augment.plain(canvas[idx], sizes[idx])
-                p = student.model.patch_embed.patch_size[0]
-                tokens, keep, n = encode_visible(student.model, image, r.mask_ratio)
-                reconstruction = mae_loss(student.decoder(tokens, keep, n, grid_of(image, p)), image, keep, p,
-                                          r.mae_norm_pix)
+                reconstruction = reconstruction_loss(student.model, student.decoder, image, r.mask_ratio,
+                                                     r.mae_norm_pix)
                 monitor["mae_loss"] = float(reconstruction.detach())
                 loss = loss + r.mae_weight * reconstruction
         if not torch.isfinite(loss):
